@@ -1,0 +1,440 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {IERC1271} from "@openzeppelin/contracts/interfaces/IERC1271.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+
+/// @title PaychanEscrow
+/// @notice One contract holding every paychan payment channel. A channel is a one-way payment
+/// relationship payer -> payee in one asset (native ETH as `address(0)`, or any ERC-20). The payer
+/// deposits once; the payee claims what the payer's EIP-712 vouchers authorize (each voucher carries
+/// the channel's cumulative total); the payer can always take the unspent rest back after the
+/// channel's withdrawal delay.
+/// @dev A channel's configuration is never stored: it travels in calldata and is hashed (as an EIP-712
+/// `Channel` struct under this contract's domain, so bound to chain id and address) into the channel id.
+/// Each channel's state is a single storage slot, which is what makes a batch claim cheap.
+contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+
+    /// @notice The immutable terms of a channel. Its hash is the channel id.
+    /// @param payer Who deposits, and who receives the unspent rest.
+    /// @param payee Who claims vouchers.
+    /// @param token The asset: `address(0)` for native ETH, else an ERC-20.
+    /// @param signer The key that signs vouchers (e.g. a browser session key), or `address(0)` for the
+    /// payer itself, in which case ERC-1271 smart-contract payers are supported.
+    /// @param withdrawDelay Seconds between the payer's withdrawal request and its finalization,
+    /// during which the payee can still claim.
+    /// @param salt Lets the same parties hold several channels.
+    struct ChannelConfig {
+        address payer;
+        address payee;
+        address token;
+        address signer;
+        uint32 withdrawDelay;
+        bytes32 salt;
+    }
+
+    /// @notice A channel's mutable state, packed in one slot.
+    /// @param deposit Everything ever deposited, in base units.
+    /// @param claimed Everything paid to the payee so far (cumulative).
+    /// @param withdrawReadyAt 0 while open; the time the payer may finalize once a withdrawal was
+    /// requested; `CLOSED` once the channel is settled for good.
+    struct Channel {
+        uint96 deposit;
+        uint96 claimed;
+        uint64 withdrawReadyAt;
+    }
+
+    /// @notice One entry of a batch claim; payee and token are shared by the whole batch.
+    struct BatchClaim {
+        address payer;
+        address signer;
+        uint32 withdrawDelay;
+        bytes32 salt;
+        uint256 cumulativeAmount;
+        bytes signature;
+    }
+
+    /// @notice Why a batch entry paid nothing (a batch never reverts because of one channel).
+    enum SkipReason {
+        None,
+        UnknownChannel,
+        ClaimWindowClosed,
+        NothingNew,
+        InvalidSignature
+    }
+
+    bytes32 public constant CHANNEL_TYPEHASH = keccak256(
+        "Channel(address payer,address payee,address token,address signer,uint32 withdrawDelay,bytes32 salt)"
+    );
+    bytes32 public constant VOUCHER_TYPEHASH = keccak256("Voucher(bytes32 channelId,uint256 cumulativeAmount)");
+    uint64 public constant CLOSED = type(uint64).max;
+    /// @notice Gas given to an ERC-1271 wallet's `isValidSignature`, so a hostile wallet cannot
+    /// exhaust a batch claim's gas.
+    uint256 public constant ERC1271_GAS_LIMIT = 100_000;
+    /// @notice Gas given to the payer's ETH refund on a payee-initiated close; if the payer cannot
+    /// receive it within that, the refund is credited for `withdrawCredit` instead.
+    uint256 public constant REFUND_GAS_LIMIT = 100_000;
+
+    mapping(bytes32 channelId => Channel) private _channels;
+    mapping(address payee => mapping(address operator => bool)) public isOperator;
+    mapping(address account => mapping(address token => uint256)) public credits;
+
+    event ChannelOpened(
+        bytes32 indexed channelId,
+        address indexed payer,
+        address indexed payee,
+        address token,
+        address signer,
+        uint32 withdrawDelay,
+        bytes32 salt,
+        uint256 deposit
+    );
+    event Deposited(bytes32 indexed channelId, uint256 amount, uint256 newDeposit);
+    event Claimed(bytes32 indexed channelId, address indexed payee, uint256 amount, uint256 totalClaimed);
+    event ClaimSkipped(bytes32 indexed channelId, SkipReason reason);
+    event WithdrawalRequested(bytes32 indexed channelId, uint64 readyAt);
+    event ChannelClosed(bytes32 indexed channelId, uint256 totalClaimed, uint256 refunded);
+    event RefundCredited(address indexed account, address indexed token, uint256 amount);
+    event CreditWithdrawn(address indexed account, address indexed token, uint256 amount);
+    event OperatorSet(address indexed payee, address indexed operator, bool approved);
+
+    error ZeroAmount();
+    error ZeroAddress();
+    error AmountOverflow(uint256 max);
+    error WrongValue(uint256 expected, uint256 sent);
+    error ChannelExists(bytes32 channelId);
+    error UnknownChannel(bytes32 channelId);
+    error ChannelIsClosed(bytes32 channelId);
+    error WithdrawalPending(bytes32 channelId, uint64 readyAt);
+    error WithdrawalNotRequested(bytes32 channelId);
+    error WithdrawalNotReady(bytes32 channelId, uint64 readyAt);
+    error ClaimWindowClosed(bytes32 channelId, uint64 readyAt);
+    error NotPayer(address caller);
+    error NotPayeeOrOperator(address caller);
+    error InvalidSignature(bytes32 channelId);
+    error NothingToClaim(bytes32 channelId);
+    error NoCredit();
+    error EthTransferFailed(address to);
+
+    constructor() EIP712("paychan", "1") {}
+
+    // ---------------------------------------------------------------- payer
+
+    /// @notice Opens a channel and deposits `amount` into it. ETH channels send exactly `amount` as
+    /// value; ERC-20 channels need an allowance and are credited what the contract actually received.
+    /// @return channelId The id of the new channel.
+    function open(ChannelConfig calldata cfg, uint256 amount) external payable nonReentrant returns (bytes32 channelId) {
+        channelId = _open(cfg);
+        _deposit(channelId, cfg, amount, 0);
+    }
+
+    /// @notice Opens an ERC-20 channel in one transaction with an EIP-2612 permit for this contract.
+    /// @dev A permit already consumed (e.g. front-run) is tolerated as long as the allowance suffices.
+    function openWithPermit(
+        ChannelConfig calldata cfg,
+        uint256 amount,
+        uint256 deadline,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external nonReentrant returns (bytes32 channelId) {
+        if (cfg.token == address(0)) revert ZeroAddress();
+        channelId = _open(cfg);
+        try IERC20Permit(cfg.token).permit(cfg.payer, address(this), amount, deadline, v, r, s) {} catch {}
+        _deposit(channelId, cfg, amount, 0);
+    }
+
+    /// @notice Adds `amount` to an open channel. Not allowed once a withdrawal was requested: the
+    /// payer would only get it back, and a third party could not use it to disturb the delay.
+    function topUp(ChannelConfig calldata cfg, uint256 amount) external payable nonReentrant {
+        bytes32 channelId = channelIdOf(cfg);
+        if (msg.sender != cfg.payer) revert NotPayer(msg.sender);
+        Channel memory ch = _channels[channelId];
+        if (ch.deposit == 0 && ch.withdrawReadyAt == 0) revert UnknownChannel(channelId);
+        if (ch.withdrawReadyAt == CLOSED) revert ChannelIsClosed(channelId);
+        if (ch.withdrawReadyAt != 0) revert WithdrawalPending(channelId, ch.withdrawReadyAt);
+        _deposit(channelId, cfg, amount, ch.deposit);
+    }
+
+    /// @notice Starts the payer's escape hatch: after `withdrawDelay` seconds the payer may take back
+    /// everything not claimed. The payee can claim until then. Calling it again reverts rather than
+    /// moving the deadline.
+    function requestWithdrawal(ChannelConfig calldata cfg) external nonReentrant {
+        bytes32 channelId = channelIdOf(cfg);
+        if (msg.sender != cfg.payer) revert NotPayer(msg.sender);
+        Channel storage ch = _channels[channelId];
+        uint64 readyAt = ch.withdrawReadyAt;
+        if (ch.deposit == 0 && readyAt == 0) revert UnknownChannel(channelId);
+        if (readyAt == CLOSED) revert ChannelIsClosed(channelId);
+        if (readyAt != 0) revert WithdrawalPending(channelId, readyAt);
+        readyAt = uint64(block.timestamp) + cfg.withdrawDelay;
+        ch.withdrawReadyAt = readyAt;
+        emit WithdrawalRequested(channelId, readyAt);
+    }
+
+    /// @notice Ends a requested withdrawal once its delay has passed: the payer receives deposit minus
+    /// claimed and the channel closes for good.
+    function finalizeWithdrawal(ChannelConfig calldata cfg) external nonReentrant {
+        bytes32 channelId = channelIdOf(cfg);
+        if (msg.sender != cfg.payer) revert NotPayer(msg.sender);
+        Channel memory ch = _channels[channelId];
+        if (ch.withdrawReadyAt == CLOSED) revert ChannelIsClosed(channelId);
+        if (ch.withdrawReadyAt == 0) revert WithdrawalNotRequested(channelId);
+        if (block.timestamp < ch.withdrawReadyAt) revert WithdrawalNotReady(channelId, ch.withdrawReadyAt);
+        uint256 refund = ch.deposit - ch.claimed;
+        _channels[channelId] = Channel({deposit: ch.claimed, claimed: ch.claimed, withdrawReadyAt: CLOSED});
+        emit ChannelClosed(channelId, ch.claimed, refund);
+        if (refund != 0) _send(cfg.token, cfg.payer, refund);
+    }
+
+    /// @notice Withdraws refunds that could not be pushed to the caller (see `REFUND_GAS_LIMIT`).
+    function withdrawCredit(address token) external nonReentrant {
+        uint256 amount = credits[msg.sender][token];
+        if (amount == 0) revert NoCredit();
+        credits[msg.sender][token] = 0;
+        emit CreditWithdrawn(msg.sender, token, amount);
+        _send(token, msg.sender, amount);
+    }
+
+    // ---------------------------------------------------------------- payee
+
+    /// @notice Lets `operator` (e.g. a settlement hot wallet) claim and close the caller's channels.
+    /// Funds always go to the payee, never to the operator.
+    function setOperator(address operator, bool approved) external {
+        isOperator[msg.sender][operator] = approved;
+        emit OperatorSet(msg.sender, operator, approved);
+    }
+
+    /// @notice Claims a voucher without closing the channel: the payee receives the difference between
+    /// the voucher's cumulative amount (capped at the deposit) and what was already claimed.
+    /// @return paid What this call transferred to the payee.
+    function claim(ChannelConfig calldata cfg, uint256 cumulativeAmount, bytes calldata signature)
+        external
+        nonReentrant
+        returns (uint256 paid)
+    {
+        _checkPayeeOrOperator(cfg.payee);
+        bytes32 channelId = channelIdOf(cfg);
+        paid = _claim(channelId, cfg, cumulativeAmount, signature);
+        if (paid == 0) revert NothingToClaim(channelId);
+        _send(cfg.token, cfg.payee, paid);
+    }
+
+    /// @notice Claims many channels of one payee and one asset in a single transfer. An entry that
+    /// cannot pay (unknown, past its deadline, not newer, bad signature) is skipped with a
+    /// `ClaimSkipped` event so one hostile channel cannot block the others.
+    /// @return total What this call transferred to the payee.
+    function claimBatch(address payee, address token, BatchClaim[] calldata claims)
+        external
+        nonReentrant
+        returns (uint256 total)
+    {
+        _checkPayeeOrOperator(payee);
+        for (uint256 i; i < claims.length; ++i) {
+            BatchClaim calldata c = claims[i];
+            bytes32 channelId = _channelId(c.payer, payee, token, c.signer, c.withdrawDelay, c.salt);
+            Channel storage ch = _channels[channelId];
+            (uint96 deposit, uint96 claimed, uint64 readyAt) = (ch.deposit, ch.claimed, ch.withdrawReadyAt);
+            SkipReason skip = _skipReason(channelId, deposit, claimed, readyAt, c);
+            if (skip != SkipReason.None) {
+                emit ClaimSkipped(channelId, skip);
+                continue;
+            }
+            uint96 capped = c.cumulativeAmount < deposit ? uint96(c.cumulativeAmount) : deposit;
+            ch.claimed = capped;
+            uint256 paid = capped - claimed;
+            total += paid;
+            emit Claimed(channelId, payee, paid, capped);
+        }
+        if (total != 0) _send(token, payee, total);
+    }
+
+    /// @notice Cooperative close: claims the final voucher (if it is newer than what was claimed) and
+    /// returns the unspent rest to the payer at once.
+    function close(ChannelConfig calldata cfg, uint256 cumulativeAmount, bytes calldata signature)
+        external
+        nonReentrant
+    {
+        _checkPayeeOrOperator(cfg.payee);
+        bytes32 channelId = channelIdOf(cfg);
+        Channel memory ch = _channels[channelId];
+        if (ch.withdrawReadyAt == CLOSED) revert ChannelIsClosed(channelId);
+        uint256 paid = cumulativeAmount > ch.claimed ? _claim(channelId, cfg, cumulativeAmount, signature) : 0;
+        if (paid == 0 && ch.deposit == 0) revert UnknownChannel(channelId);
+        uint96 claimed = ch.claimed + uint96(paid);
+        uint256 refund = ch.deposit - claimed;
+        _channels[channelId] = Channel({deposit: claimed, claimed: claimed, withdrawReadyAt: CLOSED});
+        emit ChannelClosed(channelId, claimed, refund);
+        if (paid != 0) _send(cfg.token, cfg.payee, paid);
+        if (refund != 0) _refund(cfg.token, cfg.payer, refund);
+    }
+
+    // ---------------------------------------------------------------- views
+
+    /// @notice The channel id of a configuration on this chain and this deployment.
+    function channelIdOf(ChannelConfig calldata cfg) public view returns (bytes32) {
+        return _channelId(cfg.payer, cfg.payee, cfg.token, cfg.signer, cfg.withdrawDelay, cfg.salt);
+    }
+
+    /// @notice A channel's state; all zero for a channel never opened.
+    function getChannel(bytes32 channelId) external view returns (Channel memory) {
+        return _channels[channelId];
+    }
+
+    /// @notice The EIP-712 digest a voucher's signer signs.
+    function voucherDigest(bytes32 channelId, uint256 cumulativeAmount) public view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(VOUCHER_TYPEHASH, channelId, cumulativeAmount)));
+    }
+
+    /// @notice Whether `signature` is a valid voucher for the channel described by `cfg`.
+    function isValidVoucher(ChannelConfig calldata cfg, uint256 cumulativeAmount, bytes calldata signature)
+        external
+        view
+        returns (bool)
+    {
+        address signer = cfg.signer == address(0) ? cfg.payer : cfg.signer;
+        return _isValidSignature(signer, voucherDigest(channelIdOf(cfg), cumulativeAmount), signature);
+    }
+
+    /// @notice This contract's EIP-712 domain separator.
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    function _channelId(
+        address payer,
+        address payee,
+        address token,
+        address signer,
+        uint32 withdrawDelay,
+        bytes32 salt
+    ) private view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(CHANNEL_TYPEHASH, payer, payee, token, signer, withdrawDelay, salt)));
+    }
+
+    function _open(ChannelConfig calldata cfg) private view returns (bytes32 channelId) {
+        if (msg.sender != cfg.payer) revert NotPayer(msg.sender);
+        if (cfg.payee == address(0)) revert ZeroAddress();
+        channelId = channelIdOf(cfg);
+        Channel memory ch = _channels[channelId];
+        if (ch.deposit != 0 || ch.withdrawReadyAt != 0) revert ChannelExists(channelId);
+    }
+
+    /// @dev Pulls `amount` from the payer and credits what actually arrived (fee-on-transfer safe).
+    function _deposit(bytes32 channelId, ChannelConfig calldata cfg, uint256 amount, uint96 current) private {
+        if (amount == 0) revert ZeroAmount();
+        uint256 received;
+        if (cfg.token == address(0)) {
+            if (msg.value != amount) revert WrongValue(amount, msg.value);
+            received = amount;
+        } else {
+            if (msg.value != 0) revert WrongValue(0, msg.value);
+            IERC20 token = IERC20(cfg.token);
+            uint256 before = token.balanceOf(address(this));
+            token.safeTransferFrom(cfg.payer, address(this), amount);
+            received = token.balanceOf(address(this)) - before;
+            if (received == 0) revert ZeroAmount();
+        }
+        uint256 newDeposit = uint256(current) + received;
+        if (newDeposit > type(uint96).max) revert AmountOverflow(type(uint96).max);
+        _channels[channelId].deposit = uint96(newDeposit);
+        if (current == 0) {
+            emit ChannelOpened(
+                channelId, cfg.payer, cfg.payee, cfg.token, cfg.signer, cfg.withdrawDelay, cfg.salt, received
+            );
+        } else {
+            emit Deposited(channelId, received, newDeposit);
+        }
+    }
+
+    /// @dev Verifies a voucher and records the claim; returns what the payee is owed by it. Reverts on
+    /// every reason a single claim cannot pay.
+    function _claim(bytes32 channelId, ChannelConfig calldata cfg, uint256 cumulativeAmount, bytes calldata signature)
+        private
+        returns (uint256 paid)
+    {
+        Channel storage ch = _channels[channelId];
+        (uint96 deposit, uint96 claimed, uint64 readyAt) = (ch.deposit, ch.claimed, ch.withdrawReadyAt);
+        if (deposit == 0 && readyAt == 0) revert UnknownChannel(channelId);
+        if (readyAt == CLOSED) revert ChannelIsClosed(channelId);
+        if (readyAt != 0 && block.timestamp >= readyAt) revert ClaimWindowClosed(channelId, readyAt);
+        uint96 capped = cumulativeAmount < deposit ? uint96(cumulativeAmount) : deposit;
+        if (capped <= claimed) return 0;
+        address signer = cfg.signer == address(0) ? cfg.payer : cfg.signer;
+        if (!_isValidSignature(signer, voucherDigest(channelId, cumulativeAmount), signature)) {
+            revert InvalidSignature(channelId);
+        }
+        ch.claimed = capped;
+        paid = capped - claimed;
+        emit Claimed(channelId, cfg.payee, paid, capped);
+    }
+
+    function _skipReason(bytes32 channelId, uint96 deposit, uint96 claimed, uint64 readyAt, BatchClaim calldata c)
+        private
+        view
+        returns (SkipReason)
+    {
+        if (deposit == 0 && readyAt == 0) return SkipReason.UnknownChannel;
+        if (readyAt == CLOSED || (readyAt != 0 && block.timestamp >= readyAt)) return SkipReason.ClaimWindowClosed;
+        if ((c.cumulativeAmount < deposit ? c.cumulativeAmount : deposit) <= claimed) return SkipReason.NothingNew;
+        address signer = c.signer == address(0) ? c.payer : c.signer;
+        if (!_isValidSignature(signer, voucherDigest(channelId, c.cumulativeAmount), c.signature)) {
+            return SkipReason.InvalidSignature;
+        }
+        return SkipReason.None;
+    }
+
+    /// @dev ECDSA first (65-byte signatures only, low-s only: OpenZeppelin's `tryRecoverCalldata`), then
+    /// ERC-1271 for contract signers with a gas cap, reading at most 32 bytes of return data.
+    function _isValidSignature(address signer, bytes32 digest, bytes calldata signature) private view returns (bool) {
+        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
+        if (err == ECDSA.RecoverError.NoError && recovered == signer) return true;
+        if (signer.code.length == 0) return false;
+        bytes memory data = abi.encodeCall(IERC1271.isValidSignature, (digest, signature));
+        bool ok;
+        uint256 returned;
+        uint256 size;
+        assembly ("memory-safe") {
+            ok := staticcall(ERC1271_GAS_LIMIT, signer, add(data, 0x20), mload(data), 0, 0x20)
+            size := returndatasize()
+            returned := mload(0)
+        }
+        return ok && size >= 32 && bytes32(returned) == bytes32(IERC1271.isValidSignature.selector);
+    }
+
+    function _checkPayeeOrOperator(address payee) private view {
+        if (msg.sender != payee && !isOperator[payee][msg.sender]) revert NotPayeeOrOperator(msg.sender);
+    }
+
+    function _send(address token, address to, uint256 amount) private {
+        if (token == address(0)) {
+            (bool ok,) = to.call{value: amount}("");
+            if (!ok) revert EthTransferFailed(to);
+        } else {
+            IERC20(token).safeTransfer(to, amount);
+        }
+    }
+
+    /// @dev A refund the payee's close pushes to the payer; a payer that cannot take it (reverts,
+    /// burns gas, is blocklisted by the token) is credited instead, so it cannot block the close.
+    function _refund(address token, address payer, uint256 amount) private {
+        bool ok;
+        if (token == address(0)) {
+            (ok,) = payer.call{value: amount, gas: REFUND_GAS_LIMIT}("");
+        } else {
+            ok = IERC20(token).trySafeTransfer(payer, amount);
+        }
+        if (!ok) {
+            credits[payer][token] += amount;
+            emit RefundCredited(payer, token, amount);
+        }
+    }
+}
