@@ -1,0 +1,45 @@
+// Every way a payment can be refused, each with a stable machine code, the HTTP status the gateway
+// answers with, and a sentence a person can act on. Clients switch on `code`, never on messages.
+
+export const errorStatus = {
+  payment_required: 402,
+  malformed_payment: 400,
+  header_too_large: 400,
+  unsupported_version: 400,
+  unsupported_scheme: 402,
+  wrong_network: 402,
+  wrong_escrow: 402,
+  wrong_payee: 402,
+  wrong_asset: 402,
+  channel_id_mismatch: 400,
+  withdraw_delay_too_short: 402,
+  invalid_signature: 402,
+  unknown_channel: 402,
+  channel_closing: 402,
+  channel_closed: 402,
+  insufficient_deposit: 402,
+  cumulative_mismatch: 402,
+  voucher_replayed: 402,
+  price_unavailable: 500,
+} as const;
+
+export type PaymentErrorCode = keyof typeof errorStatus;
+
+export class PaymentError extends Error {
+  readonly code: PaymentErrorCode;
+  readonly status: number;
+  /** Machine-readable context, e.g. the server's accepted total so a client can resync. */
+  readonly details: Record<string, string | number | boolean> | undefined;
+
+  constructor(code: PaymentErrorCode, message: string, details?: Record<string, string | number | boolean>) {
+    super(message);
+    this.name = "PaymentError";
+    this.code = code;
+    this.status = errorStatus[code];
+    this.details = details;
+  }
+}
+
+export function isPaymentError(error: unknown): error is PaymentError {
+  return error instanceof PaymentError;
+}

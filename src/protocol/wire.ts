@@ -1,0 +1,185 @@
+// The HTTP wire format: x402 v2's transport (PAYMENT-REQUIRED / PAYMENT-SIGNATURE / PAYMENT-RESPONSE
+// headers carrying base64 JSON) with paychan's own scheme, "paychan". docs/PROTOCOL.md is the prose
+// version of this file. Amounts are decimal strings of base units; they become bigint here.
+import { getAddress, isAddress, isHex, type Address, type Hex } from "viem";
+import { z } from "zod";
+import { PaymentError } from "./Errors.js";
+import type { ChannelConfig } from "./Channel.js";
+import type { SignedVoucher } from "./Voucher.js";
+
+export const X402_VERSION = 2;
+export const SCHEME = "paychan";
+export const HEADERS = {
+  required: "PAYMENT-REQUIRED",
+  signature: "PAYMENT-SIGNATURE",
+  response: "PAYMENT-RESPONSE",
+} as const;
+/** Larger PAYMENT-SIGNATURE headers are refused before any decoding (a real one is ~1.2 KB). */
+export const MAX_HEADER_BYTES = 8 * 1024;
+
+const MAX_UINT256 = 2n ** 256n - 1n;
+
+const address = z
+  .string()
+  .refine((s) => isAddress(s, { strict: false }), "must be a 20-byte hex address")
+  .transform((s) => getAddress(s));
+const bytes32 = z
+  .string()
+  .refine((s) => isHex(s, { strict: true }) && s.length === 66, "must be 32 bytes of 0x-hex")
+  .transform((s) => s.toLowerCase() as Hex);
+const signature = z
+  .string()
+  .refine((s) => isHex(s, { strict: true }) && s.length >= 4 && s.length <= 2 + 2 * 1024, "must be 0x-hex")
+  .transform((s) => s as Hex);
+const amount = z
+  .string()
+  .regex(/^(0|[1-9][0-9]{0,77})$/, "must be a decimal string of base units")
+  .transform((s) => BigInt(s))
+  .refine((n) => n <= MAX_UINT256, "must fit in uint256");
+const network = z.string().regex(/^eip155:[1-9][0-9]{0,15}$/, "must be eip155:<chainId>");
+
+export const channelConfigSchema = z.object({
+  payer: address,
+  payee: address,
+  token: address,
+  signer: address,
+  withdrawDelay: z.number().int().min(0).max(2 ** 32 - 1),
+  salt: bytes32,
+});
+
+/** One entry of `accepts`: what this route costs and how to pay it with a paychan channel. */
+export const requirementsSchema = z.object({
+  scheme: z.literal(SCHEME),
+  network,
+  amount,
+  asset: address,
+  payTo: address,
+  maxTimeoutSeconds: z.number().int().positive(),
+  extra: z.object({
+    escrow: address,
+    /** The shortest withdrawal delay this gateway accepts on a channel. */
+    minWithdrawDelay: z.number().int().min(0),
+    /** Present when the request named a channel: the server's view, so a client can resync. */
+    channel: z
+      .object({ channelId: bytes32, acceptedCumulative: amount, deposit: amount })
+      .optional(),
+  }),
+});
+
+export const paymentRequiredSchema = z.object({
+  x402Version: z.literal(X402_VERSION),
+  error: z.string().optional(),
+  code: z.string().optional(),
+  resource: z.object({ url: z.string(), description: z.string(), mimeType: z.string() }),
+  accepts: z.array(z.unknown()),
+});
+
+export const paymentPayloadSchema = z.object({
+  x402Version: z.literal(X402_VERSION),
+  accepted: z.object({ scheme: z.string(), network: z.string() }).passthrough(),
+  payload: z.object({
+    channel: channelConfigSchema,
+    voucher: z.object({ channelId: bytes32, cumulativeAmount: amount, signature }),
+  }),
+});
+
+export const receiptSchema = z.object({
+  success: z.literal(true),
+  scheme: z.literal(SCHEME),
+  network,
+  payer: address,
+  /** Channel payments settle later, in batches: there is no per-request transaction. */
+  transaction: z.literal(""),
+  channelId: bytes32,
+  paymentId: z.string(),
+  charged: amount,
+  cumulativeAmount: amount,
+  remaining: amount,
+});
+
+export type PaymentRequirements = z.output<typeof requirementsSchema>;
+export type PaymentRequired = Omit<z.output<typeof paymentRequiredSchema>, "accepts"> & {
+  accepts: PaymentRequirements[];
+};
+export type PaymentPayload = {
+  x402Version: typeof X402_VERSION;
+  accepted: PaymentRequirements;
+  payload: { channel: ChannelConfig; voucher: SignedVoucher };
+};
+export type Receipt = z.output<typeof receiptSchema>;
+
+/** JSON with bigints as decimal strings, then base64. */
+export function encodeHeader(value: unknown): string {
+  const json = JSON.stringify(value, (_key, v) => (typeof v === "bigint" ? v.toString() : v));
+  return Buffer.from(json, "utf8").toString("base64");
+}
+
+function decodeJson(header: string): unknown {
+  if (header.length > MAX_HEADER_BYTES) {
+    throw new PaymentError("header_too_large", `Payment header is larger than ${MAX_HEADER_BYTES} bytes.`);
+  }
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(header)) {
+    throw new PaymentError("malformed_payment", "Payment header is not base64.");
+  }
+  try {
+    return JSON.parse(Buffer.from(header, "base64").toString("utf8"));
+  } catch {
+    throw new PaymentError("malformed_payment", "Payment header is not base64-encoded JSON.");
+  }
+}
+
+function describe(error: z.ZodError): string {
+  const issue = error.issues[0];
+  return issue ? `${issue.path.join(".") || "(root)"}: ${issue.message}` : "invalid";
+}
+
+/** Decodes a PAYMENT-SIGNATURE header, or throws a PaymentError that says what is wrong. */
+export function decodePaymentSignature(header: string): PaymentPayload {
+  const json = decodeJson(header);
+  if (typeof json === "object" && json !== null && "x402Version" in json && json.x402Version !== X402_VERSION) {
+    throw new PaymentError("unsupported_version", `Only x402Version ${X402_VERSION} is supported.`);
+  }
+  const parsed = paymentPayloadSchema.safeParse(json);
+  if (!parsed.success) {
+    throw new PaymentError("malformed_payment", `Payment payload is invalid at ${describe(parsed.error)}.`);
+  }
+  if (parsed.data.accepted.scheme !== SCHEME) {
+    throw new PaymentError("unsupported_scheme", `Only the "${SCHEME}" scheme is accepted here.`);
+  }
+  const accepted = requirementsSchema.safeParse(parsed.data.accepted);
+  if (!accepted.success) {
+    throw new PaymentError("malformed_payment", `accepted is invalid at ${describe(accepted.error)}.`);
+  }
+  return { x402Version: X402_VERSION, accepted: accepted.data, payload: parsed.data.payload };
+}
+
+/** Decodes a PAYMENT-REQUIRED header; entries of schemes other than ours are dropped. */
+export function decodePaymentRequired(header: string): PaymentRequired {
+  const parsed = paymentRequiredSchema.safeParse(decodeJson(header));
+  if (!parsed.success) {
+    throw new PaymentError("malformed_payment", `PAYMENT-REQUIRED is invalid at ${describe(parsed.error)}.`);
+  }
+  const accepts = parsed.data.accepts.flatMap((entry) => {
+    const r = requirementsSchema.safeParse(entry);
+    return r.success ? [r.data] : [];
+  });
+  return { ...parsed.data, accepts };
+}
+
+export function decodeReceipt(header: string): Receipt {
+  const parsed = receiptSchema.safeParse(decodeJson(header));
+  if (!parsed.success) {
+    throw new PaymentError("malformed_payment", `PAYMENT-RESPONSE is invalid at ${describe(parsed.error)}.`);
+  }
+  return parsed.data;
+}
+
+export function networkOf(chainId: number): string {
+  return `eip155:${chainId}`;
+}
+
+export function chainIdOf(network: string): number {
+  return Number(network.slice("eip155:".length));
+}
+
+export type { Address };
