@@ -1,6 +1,7 @@
 // The HTTP wire format: x402 v2's transport (PAYMENT-REQUIRED / PAYMENT-SIGNATURE / PAYMENT-RESPONSE
 // headers carrying base64 JSON) with paychan's own scheme, "paychan". docs/PROTOCOL.md is the prose
 // version of this file. Amounts are decimal strings of base units; they become bigint here.
+// Runs in Node and in browsers (no Buffer).
 import { getAddress, isAddress, isHex, type Address, type Hex } from "viem";
 import { z } from "zod";
 import { PaymentError } from "./Errors.js";
@@ -111,7 +112,9 @@ export type Receipt = z.output<typeof receiptSchema>;
 /** JSON with bigints as decimal strings, then base64. */
 export function encodeHeader(value: unknown): string {
   const json = JSON.stringify(value, (_key, v) => (typeof v === "bigint" ? v.toString() : v));
-  return Buffer.from(json, "utf8").toString("base64");
+  let binary = "";
+  for (const byte of new TextEncoder().encode(json)) binary += String.fromCharCode(byte);
+  return btoa(binary);
 }
 
 function decodeJson(header: string): unknown {
@@ -122,7 +125,9 @@ function decodeJson(header: string): unknown {
     throw new PaymentError("malformed_payment", "Payment header is not base64.");
   }
   try {
-    return JSON.parse(Buffer.from(header, "base64").toString("utf8"));
+    const binary = atob(header);
+    const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
+    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
   } catch {
     throw new PaymentError("malformed_payment", "Payment header is not base64-encoded JSON.");
   }
