@@ -1,0 +1,63 @@
+// The chart of accounts: the payee operator's books. Every account holds one asset; its kind fixes
+// its normal side and whether its balance may go negative (TigerBeetle-style balance constraints,
+// enforced by a CHECK in the database).
+//
+// | kind              | id                                  | normal | >= 0 | what it is                                         |
+// |-------------------|-------------------------------------|--------|------|----------------------------------------------------|
+// | ESCROW_HOLDINGS   | escrow:<escrow>:<asset>             | debit  | yes  | tokens locked in the escrow contract, all channels  |
+// | CHANNEL_AVAILABLE | channel:<channelId>:available       | credit | yes  | the payer's unspent deposit (owed back to the payer)|
+// | CHANNEL_OWED      | channel:<channelId>:owed            | credit | yes  | vouchers accepted and not yet claimed on chain      |
+// | PAYEE_WALLET      | wallet:<address>:<asset>            | debit  | no   | the payee's own wallet (funded outside the books)   |
+// | PAYEE_REVENUE     | revenue:<payee>:<asset>             | credit | no   | income: claimed vouchers                            |
+// | GAS_EXPENSE       | gas:<address>:<asset>               | debit  | no   | native coin spent on transaction fees               |
+// | FIAT_CASH         | cash:<processor>:<asset>            | debit  | no   | fiat held at a card processor or bank               |
+// | FIAT_PAYABLE      | payable:<party>:<asset>             | credit | yes  | fiat owed to a customer or seller                   |
+//
+// Invariant per escrow and asset: ESCROW_HOLDINGS = Σ CHANNEL_AVAILABLE + Σ CHANNEL_OWED.
+import type { Address, Hex } from "viem";
+import type { AccountKind, Side } from "../generated/prisma/enums.js";
+import type { Asset } from "./asset.js";
+
+export type AccountRules = { normalSide: Side; nonNegative: boolean };
+
+export const chartOfAccounts: Record<AccountKind, AccountRules> = {
+  ESCROW_HOLDINGS: { normalSide: "DEBIT", nonNegative: true },
+  CHANNEL_AVAILABLE: { normalSide: "CREDIT", nonNegative: true },
+  CHANNEL_OWED: { normalSide: "CREDIT", nonNegative: true },
+  PAYEE_WALLET: { normalSide: "DEBIT", nonNegative: false },
+  PAYEE_REVENUE: { normalSide: "CREDIT", nonNegative: false },
+  GAS_EXPENSE: { normalSide: "DEBIT", nonNegative: false },
+  FIAT_CASH: { normalSide: "DEBIT", nonNegative: false },
+  FIAT_PAYABLE: { normalSide: "CREDIT", nonNegative: true },
+};
+
+export const accountId = {
+  escrow: (escrow: Address, asset: Asset) => `escrow:${escrow}:${asset}`,
+  channelAvailable: (channelId: Hex) => `channel:${channelId}:available`,
+  channelOwed: (channelId: Hex) => `channel:${channelId}:owed`,
+  wallet: (address: Address, asset: Asset) => `wallet:${address}:${asset}`,
+  revenue: (payee: Address, asset: Asset) => `revenue:${payee}:${asset}`,
+  gas: (address: Address, asset: Asset) => `gas:${address}:${asset}`,
+  cash: (processor: string, asset: Asset) => `cash:${processor}:${asset}`,
+  payable: (party: string, asset: Asset) => `payable:${party}:${asset}`,
+};
+
+const kindByPrefix: Record<string, AccountKind> = {
+  escrow: "ESCROW_HOLDINGS",
+  wallet: "PAYEE_WALLET",
+  revenue: "PAYEE_REVENUE",
+  gas: "GAS_EXPENSE",
+  cash: "FIAT_CASH",
+  payable: "FIAT_PAYABLE",
+};
+
+/** The kind an account id names under the scheme above, or undefined for an id outside it. */
+export function accountKindOf(id: string): AccountKind | undefined {
+  const prefix = id.slice(0, id.indexOf(":"));
+  if (prefix === "channel") {
+    if (id.endsWith(":available")) return "CHANNEL_AVAILABLE";
+    if (id.endsWith(":owed")) return "CHANNEL_OWED";
+    return undefined;
+  }
+  return kindByPrefix[prefix];
+}

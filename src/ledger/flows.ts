@@ -1,0 +1,118 @@
+// The journal entries of paychan's money flows, in the payee operator's books (chart of accounts in
+// src/ledger/accounts.ts). Pure functions: each returns an entry's kind and postings, to be posted
+// with `postEntry(tx, { idempotencyKey, ...flow })`.
+//
+// | flow              | debit                                   | credit                          |
+// |-------------------|-----------------------------------------|---------------------------------|
+// | deposit / top-up  | ESCROW_HOLDINGS                         | CHANNEL_AVAILABLE               |
+// | voucher accepted  | CHANNEL_AVAILABLE                       | CHANNEL_OWED                    |
+// | voucher voided    | (the reversal of the accepted entry: `voidPayment` / `reverseEntry`)      |
+// | claim             | CHANNEL_OWED (+ CHANNEL_AVAILABLE for   | ESCROW_HOLDINGS                 |
+// |                   |   any part beyond what was accepted)    |                                 |
+// |                   | PAYEE_WALLET                            | PAYEE_REVENUE                   |
+// | refund to payer   | CHANNEL_AVAILABLE                       | ESCROW_HOLDINGS                 |
+// | gas fee (native)  | GAS_EXPENSE                             | PAYEE_WALLET                    |
+// | fiat top-up, card | FIAT_CASH                               | FIAT_PAYABLE (the customer)     |
+// | payout            | FIAT_PAYABLE                            | FIAT_CASH                       |
+import type { Address, Hex } from "viem";
+import type { EntryKind } from "../generated/prisma/enums.js";
+import { accountId } from "./accounts.js";
+import type { Asset } from "./asset.js";
+import type { PostingInput } from "./postings.js";
+
+export type Flow = { kind: EntryKind; postings: PostingInput[] };
+
+type ChannelMoney = { channelId: Hex; escrow: Address; asset: Asset; amount: bigint };
+
+/** Tokens the payer locked in the escrow for this channel (open or top-up). */
+export function deposit({ channelId, escrow, asset, amount }: ChannelMoney): Flow {
+  return {
+    kind: "DEPOSIT",
+    postings: [
+      { account: accountId.escrow(escrow, asset), asset, debit: amount },
+      { account: accountId.channelAvailable(channelId), asset, credit: amount },
+    ],
+  };
+}
+
+/** A charge paid by a voucher: part of the payer's deposit is now owed to the payee. */
+export function voucherAccepted({ channelId, asset, amount }: Omit<ChannelMoney, "escrow">): Flow {
+  return {
+    kind: "VOUCHER_ACCEPTED",
+    postings: [
+      { account: accountId.channelAvailable(channelId), asset, debit: amount },
+      { account: accountId.channelOwed(channelId), asset, credit: amount },
+    ],
+  };
+}
+
+/**
+ * The payee's on-chain claim of `amount` new tokens. The claim uses the latest voucher, which can
+ * exceed the accepted charges when some were voided afterwards: `owed` (the balance of
+ * CHANNEL_OWED) is settled first and the rest is taken from CHANNEL_AVAILABLE, as it was on chain.
+ */
+export function claim({
+  channelId,
+  escrow,
+  asset,
+  amount,
+  owed,
+  payee,
+}: ChannelMoney & { owed: bigint; payee: Address }): Flow {
+  const fromOwed = amount < owed ? amount : owed;
+  const postings: PostingInput[] = [];
+  if (fromOwed > 0n) postings.push({ account: accountId.channelOwed(channelId), asset, debit: fromOwed });
+  if (amount > fromOwed) postings.push({ account: accountId.channelAvailable(channelId), asset, debit: amount - fromOwed });
+  postings.push(
+    { account: accountId.escrow(escrow, asset), asset, credit: amount },
+    { account: accountId.wallet(payee, asset), asset, debit: amount },
+    { account: accountId.revenue(payee, asset), asset, credit: amount },
+  );
+  return { kind: "CLAIM", postings };
+}
+
+/** The unspent deposit returned to the payer when the channel closes. */
+export function refund({ channelId, escrow, asset, amount }: ChannelMoney): Flow {
+  return {
+    kind: "REFUND",
+    postings: [
+      { account: accountId.channelAvailable(channelId), asset, debit: amount },
+      { account: accountId.escrow(escrow, asset), asset, credit: amount },
+    ],
+  };
+}
+
+/** Native coin a wallet of the operator spent on a transaction (a claim, a close). */
+export function gasFee({ wallet, asset, amount }: { wallet: Address; asset: Asset; amount: bigint }): Flow {
+  return {
+    kind: "GAS_FEE",
+    postings: [
+      { account: accountId.gas(wallet, asset), asset, debit: amount },
+      { account: accountId.wallet(wallet, asset), asset, credit: amount },
+    ],
+  };
+}
+
+type FiatMoney = { processor: string; party: string; asset: Asset; amount: bigint };
+
+/** A customer paid by card: cash arrives at the processor and is owed to the customer as credit. */
+export function fiatTopUp({ processor, party, asset, amount }: FiatMoney): Flow {
+  return {
+    kind: "FIAT_TOPUP",
+    postings: [
+      { account: accountId.cash(processor, asset), asset, debit: amount },
+      { account: accountId.payable(party, asset), asset, credit: amount },
+    ],
+  };
+}
+
+/** Fiat owed to a party (a customer's unused credit, a seller's earnings) paid out from cash. */
+export function payout({ processor, party, asset, amount }: FiatMoney): Flow {
+  return {
+    kind: "PAYOUT",
+    postings: [
+      { account: accountId.payable(party, asset), asset, debit: amount },
+      { account: accountId.cash(processor, asset), asset, credit: amount },
+    ],
+  };
+}
