@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
-/// @notice A payee contract that, when paid in ETH, calls the escrow again with a prepared payload.
+/// @notice A payee contract that, when paid in ETH, calls the escrow again with a prepared payload,
+/// recording whether the nested call succeeded and what it reverted with.
 contract ReentrantPayee {
     address public target;
     bytes public payload;
     bool public attempted;
     bool public reentered;
+    bytes public reentryError;
 
     function arm(address target_, bytes calldata payload_) external {
         target = target_;
@@ -27,7 +29,7 @@ contract ReentrantPayee {
     receive() external payable {
         if (!attempted) {
             attempted = true;
-            (reentered,) = target.call(payload);
+            (reentered, reentryError) = target.call(payload);
         }
     }
 }
