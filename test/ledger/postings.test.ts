@@ -87,6 +87,14 @@ describeEachDatabase("postEntry", (db) => {
     expect(await balanceOf(db().prisma, input.postings[0]!.account)).to.equal(7n);
   });
 
+  it("writes once when the same entry is posted concurrently, the other post replaying it", async () => {
+    const input = { idempotencyKey: unique("k"), kind: "FIAT_TOPUP" as const, postings: transfer(ETH, 9n) };
+    const results = await Promise.all([postEntry(db().prisma, input), postEntry(db().prisma, input)]);
+    expect(results.map((r) => r.replayed).sort()).to.deep.equal([false, true]);
+    expect(results[0]!.entry.id).to.equal(results[1]!.entry.id);
+    expect(await balanceOf(db().prisma, input.postings[0]!.account)).to.equal(9n);
+  });
+
   it("rejects the same key with different content", async () => {
     const input = { idempotencyKey: unique("k"), kind: "FIAT_TOPUP" as const, postings: transfer(ETH, 7n) };
     await postEntry(db().prisma, input);

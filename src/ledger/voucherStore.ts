@@ -1,0 +1,322 @@
+// The gateway's voucher store: channels as last read from the chain, and one payment per accepted
+// voucher, each committed together with its VOUCHER_ACCEPTED journal entry. `acceptPaymentsBatch` is
+// the paid-request hot path: the gateway group-commits concurrent requests through it, and it costs
+// three statements per batch whatever the batch size.
+//
+// What it enforces is the floor that protects the books, not pricing policy (the gateway's):
+// a charge is accepted only if its voucher is newer than every voucher held, covers every accepted
+// charge including this one, stays within the deposit, and the payer's ledger balance pays for it.
+import { randomUUID } from "node:crypto";
+import type { Hex } from "viem";
+import { channelId as channelIdOf, type ChannelConfig, type EscrowLocation } from "../protocol/Channel.js";
+import { accountId, chartOfAccounts } from "./accounts.js";
+import { toDecimal } from "./amount.js";
+import { tokenAsset } from "./asset.js";
+import { LedgerError } from "./errors.js";
+import { inTransaction, reverseEntry, rethrow, type Db, type JsonObject } from "./postings.js";
+
+/** What the chain says about a channel; the watcher refreshes it. */
+export type ChannelChainState = {
+  deposit: bigint;
+  claimedOnChain: bigint;
+  /** Unix seconds; null while no withdrawal is requested. */
+  withdrawReadyAt: bigint | null;
+  closed: boolean;
+};
+
+/**
+ * Records a channel's terms (immutable, and hashed into its id) and its chain state, and opens its
+ * ledger accounts. Returns the channel id. Calling it again refreshes the chain state only.
+ */
+export async function saveChannel(
+  db: Db,
+  channel: ChannelConfig & EscrowLocation & Partial<ChannelChainState>,
+): Promise<Hex> {
+  const id = channelIdOf(channel, channel) as Hex;
+  const asset = tokenAsset(channel.chainId, channel.token);
+  const state = {
+    deposit: toDecimal(channel.deposit ?? 0n),
+    claimedOnChain: toDecimal(channel.claimedOnChain ?? 0n),
+    withdrawReadyAt: channel.withdrawReadyAt ?? null,
+    closed: channel.closed ?? false,
+  };
+  await inTransaction(db, async (tx) => {
+    await tx.channel.upsert({
+      where: { id },
+      create: {
+        id,
+        chainId: BigInt(channel.chainId),
+        escrow: channel.escrow,
+        payer: channel.payer,
+        payee: channel.payee,
+        token: channel.token,
+        signer: channel.signer,
+        withdrawDelay: channel.withdrawDelay,
+        salt: channel.salt,
+        asset,
+        ...state,
+      },
+      update: state,
+    });
+    await tx.ledgerAccount.createMany({
+      data: (["CHANNEL_AVAILABLE", "CHANNEL_OWED"] as const).map((kind) => ({
+        id: kind === "CHANNEL_AVAILABLE" ? accountId.channelAvailable(id) : accountId.channelOwed(id),
+        asset,
+        kind,
+        ...chartOfAccounts[kind],
+      })),
+      skipDuplicates: true,
+    });
+  });
+  return id;
+}
+
+export type AcceptPaymentInput = {
+  channelId: Hex;
+  /** The request's idempotency key; a retry with the same key gets the original payment back. */
+  requestId: string;
+  cumulativeAmount: bigint;
+  price: bigint;
+  signature: Hex;
+  metadata?: JsonObject;
+};
+
+export type AcceptRejection =
+  | "CHANNEL_NOT_FOUND"
+  | "CHANNEL_CLOSED"
+  | "INVALID_PRICE"
+  /** The voucher is not above the latest voucher accepted on the channel. */
+  | "VOUCHER_NOT_NEWER"
+  /** The voucher's cumulative amount does not cover the accepted charges plus this one. */
+  | "VOUCHER_BELOW_ACCEPTED"
+  /** The voucher promises more than the channel's deposit, so it could not be claimed in full. */
+  | "VOUCHER_EXCEEDS_DEPOSIT"
+  /** The payer's available balance in the ledger does not cover the price. */
+  | "INSUFFICIENT_FUNDS"
+  /** The request id was already used on this channel with another voucher or price. */
+  | "REQUEST_CONFLICT";
+
+export type AcceptPaymentResult =
+  | { ok: true; paymentId: string; journalEntryId: string; replayed: boolean }
+  | { ok: false; code: AcceptRejection; message: string };
+
+type ChannelRow = {
+  id: string;
+  asset: string;
+  closed: boolean;
+  deposit: string;
+  accepted_cumulative: string;
+  latest_voucher_amount: string;
+  available: string;
+};
+
+type PaymentRow = {
+  id: string;
+  channel_id: string;
+  request_id: string;
+  journal_entry_id: string;
+  cumulative_amount: string;
+  price: string;
+  signature: string;
+};
+
+/**
+ * Accepts many vouchers in one transaction: each becomes a Payment, a VOUCHER_ACCEPTED entry
+ * (Dr CHANNEL_AVAILABLE, Cr CHANNEL_OWED) and an update of its channel. Results are in input order;
+ * a rejected item does not affect the others. Items on the same channel apply in input order.
+ */
+export async function acceptPaymentsBatch(db: Db, items: AcceptPaymentInput[]): Promise<AcceptPaymentResult[]> {
+  if (items.length === 0) return [];
+  return inTransaction(db, async (tx) => {
+    const channelIds = [...new Set(items.map((i) => i.channelId))].sort();
+    // Locking the channels (in id order) serializes every writer of their vouchers.
+    const channelRows = await tx.$queryRaw<ChannelRow[]>`
+      SELECT c.id, c.asset, c.closed, c.deposit::text, c.accepted_cumulative::text, c.latest_voucher_amount::text,
+             COALESCE(a.credits - a.debits, 0)::text AS available
+      FROM channel c LEFT JOIN ledger_account a ON a.id = 'channel:' || c.id || ':available'
+      WHERE c.id = ANY(${channelIds}::text[])
+      ORDER BY c.id
+      FOR UPDATE OF c`;
+    const seen = await tx.$queryRaw<PaymentRow[]>`
+      SELECT p.id, p.channel_id, p.request_id, p.journal_entry_id, p.cumulative_amount::text, p.price::text, p.signature
+      FROM payment p
+      JOIN unnest(${items.map((i) => i.channelId)}::text[], ${items.map((i) => i.requestId)}::text[]) AS r(channel_id, request_id)
+        ON p.channel_id = r.channel_id AND p.request_id = r.request_id`;
+
+    const channels = new Map(
+      channelRows.map((c) => [
+        c.id,
+        {
+          asset: c.asset,
+          closed: c.closed,
+          deposit: BigInt(c.deposit),
+          accepted: BigInt(c.accepted_cumulative),
+          latest: BigInt(c.latest_voucher_amount),
+          latestSignature: undefined as string | undefined,
+          available: BigInt(c.available),
+          touched: false,
+        },
+      ]),
+    );
+    const known = new Map(
+      seen.map((p) => [
+        requestKey(p.channel_id, p.request_id),
+        {
+          paymentId: p.id,
+          journalEntryId: p.journal_entry_id,
+          cumulativeAmount: BigInt(p.cumulative_amount),
+          price: BigInt(p.price),
+          signature: p.signature,
+        },
+      ]),
+    );
+
+    const rows = {
+      entryIds: [] as string[],
+      entryKeys: [] as string[],
+      entryMetadata: [] as string[],
+      paymentIds: [] as string[],
+      channelIds: [] as string[],
+      requestIds: [] as string[],
+      cumulativeAmounts: [] as string[],
+      prices: [] as string[],
+      signatures: [] as string[],
+      postingEntries: [] as string[],
+      postingAccounts: [] as string[],
+      postingAssets: [] as string[],
+      postingSides: [] as string[],
+      postingAmounts: [] as string[],
+    };
+
+    const results = items.map((item): AcceptPaymentResult => {
+      const reject = (code: AcceptRejection, message: string): AcceptPaymentResult => ({ ok: false, code, message });
+      const earlier = known.get(requestKey(item.channelId, item.requestId));
+      if (earlier) {
+        if (earlier.cumulativeAmount === item.cumulativeAmount && earlier.price === item.price && earlier.signature === item.signature) {
+          return { ok: true, paymentId: earlier.paymentId, journalEntryId: earlier.journalEntryId, replayed: true };
+        }
+        return reject("REQUEST_CONFLICT", `Request ${item.requestId} was already paid on this channel with another voucher; use a new request id.`);
+      }
+      const channel = channels.get(item.channelId);
+      if (!channel) return reject("CHANNEL_NOT_FOUND", `Channel ${item.channelId} is unknown to this gateway; open or register it first.`);
+      if (channel.closed) return reject("CHANNEL_CLOSED", `Channel ${item.channelId} is closed; open a new channel.`);
+      if (item.price <= 0n) return reject("INVALID_PRICE", `A charge must be positive, not ${item.price}.`);
+      if (item.cumulativeAmount <= channel.latest) {
+        return reject("VOUCHER_NOT_NEWER", `The voucher for ${item.cumulativeAmount} is not above the latest accepted voucher (${channel.latest}); sign a new one.`);
+      }
+      if (item.cumulativeAmount < channel.accepted + item.price) {
+        return reject("VOUCHER_BELOW_ACCEPTED", `The voucher for ${item.cumulativeAmount} does not cover the ${channel.accepted} already accepted plus this ${item.price}.`);
+      }
+      if (item.cumulativeAmount > channel.deposit) {
+        return reject("VOUCHER_EXCEEDS_DEPOSIT", `The voucher for ${item.cumulativeAmount} exceeds the channel's deposit of ${channel.deposit}; top up the channel.`);
+      }
+      if (item.price > channel.available) {
+        return reject("INSUFFICIENT_FUNDS", `The channel has ${channel.available} available, less than the price ${item.price}; top up the channel.`);
+      }
+
+      const paymentId = randomUUID();
+      const journalEntryId = randomUUID();
+      rows.entryIds.push(journalEntryId);
+      rows.entryKeys.push(`voucher:${item.channelId}:${item.cumulativeAmount}`);
+      rows.entryMetadata.push(JSON.stringify({ ...item.metadata, paymentId, requestId: item.requestId }));
+      rows.paymentIds.push(paymentId);
+      rows.channelIds.push(item.channelId);
+      rows.requestIds.push(item.requestId);
+      rows.cumulativeAmounts.push(item.cumulativeAmount.toString());
+      rows.prices.push(item.price.toString());
+      rows.signatures.push(item.signature);
+      for (const [account, side] of [
+        [accountId.channelAvailable(item.channelId), "DEBIT"],
+        [accountId.channelOwed(item.channelId), "CREDIT"],
+      ] as const) {
+        rows.postingEntries.push(journalEntryId);
+        rows.postingAccounts.push(account);
+        rows.postingAssets.push(channel.asset);
+        rows.postingSides.push(side);
+        rows.postingAmounts.push(item.price.toString());
+      }
+      channel.accepted += item.price;
+      channel.available -= item.price;
+      channel.latest = item.cumulativeAmount;
+      channel.latestSignature = item.signature;
+      channel.touched = true;
+      known.set(requestKey(item.channelId, item.requestId), {
+        paymentId,
+        journalEntryId,
+        cumulativeAmount: item.cumulativeAmount,
+        price: item.price,
+        signature: item.signature,
+      });
+      return { ok: true, paymentId, journalEntryId, replayed: false };
+    });
+
+    if (rows.entryIds.length === 0) return results;
+    const updated = [...channels].filter(([, c]) => c.touched);
+    // One statement writes everything; foreign keys and the account-totals trigger run at its end,
+    // the balance check of each entry at commit.
+    await tx.$executeRaw`
+      WITH entries AS (
+        INSERT INTO journal_entry (id, idempotency_key, kind, metadata)
+        SELECT id::uuid, key, 'VOUCHER_ACCEPTED', metadata::jsonb
+        FROM unnest(${rows.entryIds}::text[], ${rows.entryKeys}::text[], ${rows.entryMetadata}::text[]) AS t(id, key, metadata)
+      ), postings AS (
+        INSERT INTO posting (entry_id, account_id, asset, side, amount)
+        SELECT entry_id::uuid, account_id, asset, side::side, amount::numeric
+        FROM unnest(${rows.postingEntries}::text[], ${rows.postingAccounts}::text[], ${rows.postingAssets}::text[],
+                    ${rows.postingSides}::text[], ${rows.postingAmounts}::text[]) AS t(entry_id, account_id, asset, side, amount)
+      ), payments AS (
+        INSERT INTO payment (id, channel_id, request_id, cumulative_amount, price, signature, journal_entry_id)
+        SELECT id::uuid, channel_id, request_id, cumulative_amount::numeric, price::numeric, signature, journal_entry_id::uuid
+        FROM unnest(${rows.paymentIds}::text[], ${rows.channelIds}::text[], ${rows.requestIds}::text[],
+                    ${rows.cumulativeAmounts}::text[], ${rows.prices}::text[], ${rows.signatures}::text[], ${rows.entryIds}::text[])
+             AS t(id, channel_id, request_id, cumulative_amount, price, signature, journal_entry_id)
+      )
+      UPDATE channel c
+      SET accepted_cumulative = u.accepted::numeric, latest_voucher_amount = u.latest::numeric,
+          latest_voucher_signature = u.signature, updated_at = now()
+      FROM unnest(${updated.map(([id]) => id)}::text[], ${updated.map(([, c]) => c.accepted.toString())}::text[],
+                  ${updated.map(([, c]) => c.latest.toString())}::text[], ${updated.map(([, c]) => c.latestSignature!)}::text[])
+           AS u(id, accepted, latest, signature)
+      WHERE c.id = u.id`.catch((error) => rethrow(error));
+    return results;
+  });
+}
+
+export type VoidResult = { paymentId: string; voidEntryId: string; replayed: boolean };
+
+/**
+ * Voids an accepted charge (e.g. the paid request failed): reverses its journal entry as
+ * VOUCHER_VOIDED and takes its price off the channel's accepted total. The voucher stays held.
+ */
+export async function voidPayment(
+  db: Db,
+  paymentId: string,
+  options: { idempotencyKey?: string; metadata?: JsonObject } = {},
+): Promise<VoidResult> {
+  const idempotencyKey = options.idempotencyKey ?? `voucher-void:${paymentId}`;
+  return inTransaction(db, async (tx) => {
+    const found = await tx.payment.findUnique({ where: { id: paymentId }, select: { channelId: true } });
+    if (!found) throw new LedgerError("PAYMENT_NOT_FOUND", `There is no payment ${paymentId} to void.`);
+    await tx.$queryRaw`SELECT 1 FROM channel WHERE id = ${found.channelId} FOR UPDATE`;
+    const payment = (await tx.payment.findUnique({ where: { id: paymentId }, include: { voidEntry: true } }))!;
+    if (payment.status === "VOIDED") {
+      if (payment.voidEntry?.idempotencyKey === idempotencyKey) {
+        return { paymentId, voidEntryId: payment.voidEntry.id, replayed: true };
+      }
+      throw new LedgerError("PAYMENT_ALREADY_VOIDED", `Payment ${paymentId} was already voided.`);
+    }
+    const { entry } = await reverseEntry(tx, payment.journalEntryId, idempotencyKey, {
+      kind: "VOUCHER_VOIDED",
+      metadata: { ...options.metadata, paymentId },
+    });
+    await tx.payment.update({ where: { id: paymentId }, data: { status: "VOIDED", voidEntryId: entry.id } });
+    await tx.$executeRaw`
+      UPDATE channel SET accepted_cumulative = accepted_cumulative - ${payment.price.toFixed()}::numeric, updated_at = now()
+      WHERE id = ${payment.channelId}`;
+    return { paymentId, voidEntryId: entry.id, replayed: false };
+  });
+}
+
+function requestKey(channelId: string, requestId: string): string {
+  return `${channelId}\u0000${requestId}`;
+}
