@@ -13,7 +13,8 @@ import { accountId, chartOfAccounts } from "./accounts.js";
 import { toDecimal } from "./amount.js";
 import { tokenAsset } from "./asset.js";
 import { LedgerError } from "./errors.js";
-import { inTransaction, reverseEntry, rethrow, type Db, type JsonObject } from "./postings.js";
+import { deposit } from "./flows.js";
+import { inTransaction, postEntry, reverseEntry, rethrow, type Db, type JsonObject } from "./postings.js";
 
 /** What the chain says about a channel; the watcher refreshes it. */
 export type ChannelChainState = {
@@ -25,8 +26,11 @@ export type ChannelChainState = {
 };
 
 /**
- * Records a channel's terms (immutable, and hashed into its id) and its chain state, and opens its
- * ledger accounts. Returns the channel id. Calling it again refreshes the chain state only.
+ * Records a channel's terms (immutable, and hashed into its id) and what the chain says about it, and
+ * opens its ledger accounts. When the deposit read from the chain grew, the growth is booked as a
+ * DEPOSIT entry (key `deposit:<channelId>:<new total>`) in the same transaction, so the channel's
+ * deposit and its ledger balance never disagree. Fields left out keep their stored values.
+ * Returns the channel id.
  */
 export async function saveChannel(
   db: Db,
@@ -35,12 +39,13 @@ export async function saveChannel(
   const id = channelIdOf(channel, channel) as Hex;
   const asset = tokenAsset(channel.chainId, channel.token);
   const state = {
-    deposit: toDecimal(channel.deposit ?? 0n),
-    claimedOnChain: toDecimal(channel.claimedOnChain ?? 0n),
-    withdrawReadyAt: channel.withdrawReadyAt ?? null,
-    closed: channel.closed ?? false,
+    ...(channel.deposit !== undefined && { deposit: toDecimal(channel.deposit) }),
+    ...(channel.claimedOnChain !== undefined && { claimedOnChain: toDecimal(channel.claimedOnChain) }),
+    ...(channel.withdrawReadyAt !== undefined && { withdrawReadyAt: channel.withdrawReadyAt }),
+    ...(channel.closed !== undefined && { closed: channel.closed }),
   };
   await inTransaction(db, async (tx) => {
+    const [stored] = await tx.$queryRaw<{ deposit: string }[]>`SELECT deposit::text FROM channel WHERE id = ${id} FOR UPDATE`;
     await tx.channel.upsert({
       where: { id },
       create: {
@@ -67,6 +72,14 @@ export async function saveChannel(
       })),
       skipDuplicates: true,
     });
+    const previous = stored ? BigInt(stored.deposit) : 0n;
+    if (channel.deposit !== undefined && channel.deposit > previous) {
+      await postEntry(tx, {
+        idempotencyKey: `deposit:${id}:${channel.deposit}`,
+        ...deposit({ channelId: id, escrow: channel.escrow, asset, amount: channel.deposit - previous }),
+        metadata: { depositTotal: channel.deposit.toString() },
+      });
+    }
   });
   return id;
 }

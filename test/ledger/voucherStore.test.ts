@@ -20,9 +20,9 @@ const ETH = nativeAsset(CHAIN_ID);
 const address = (): Address => getAddress(toHex(randomBytes(20)));
 const signature = (): Hex => toHex(randomBytes(65));
 
-/** A new channel of the test token, registered with `deposit` on chain and, unless told not to, in the ledger. */
-async function openChannel(db: Database, deposit: bigint, { inLedger = true } = {}): Promise<Hex> {
-  const id = await saveChannel(db.prisma, {
+/** A new channel of the test token with `deposit` on chain (which saveChannel books in the ledger). */
+async function openChannel(db: Database, deposit: bigint): Promise<Hex> {
+  return saveChannel(db.prisma, {
     chainId: CHAIN_ID,
     escrow: ESCROW,
     payer: address(),
@@ -33,10 +33,6 @@ async function openChannel(db: Database, deposit: bigint, { inLedger = true } = 
     salt: toHex(randomBytes(32)),
     deposit,
   });
-  if (inLedger) {
-    await postEntry(db.prisma, { idempotencyKey: `chain:${toHex(randomBytes(32))}:0`, ...flows.deposit({ channelId: id, escrow: ESCROW, asset: USD_TOKEN, amount: deposit }) });
-  }
-  return id;
 }
 
 function voucher(channelId: Hex, cumulativeAmount: bigint, price: bigint, requestId = unique("req")): AcceptPaymentInput {
@@ -44,6 +40,19 @@ function voucher(channelId: Hex, cumulativeAmount: bigint, price: bigint, reques
 }
 
 describeEachDatabase("voucher store", (db) => {
+  it("books each growth of a channel's deposit once, as the chain reports it", async () => {
+    const id = await openChannel(db(), 100n);
+    const channel = await terms(db(), id);
+    await saveChannel(db().prisma, { ...channel, deposit: 100n });
+    await saveChannel(db().prisma, { ...channel, deposit: 250n, withdrawReadyAt: 1_900_000_000n });
+    await saveChannel(db().prisma, { ...channel, closed: false });
+    const entries = await db().prisma.journalEntry.findMany({ where: { idempotencyKey: { startsWith: `deposit:${id}:` } }, orderBy: { createdAt: "asc" } });
+    expect(entries.map((e) => e.idempotencyKey)).to.deep.equal([`deposit:${id}:100`, `deposit:${id}:250`]);
+    expect(await balanceOf(db().prisma, accountId.channelAvailable(id))).to.equal(250n);
+    const row = await db().prisma.channel.findUniqueOrThrow({ where: { id } });
+    expect([toBigInt(row.deposit), row.withdrawReadyAt]).to.deep.equal([250n, 1_900_000_000n]);
+  });
+
   it("books a realistic channel life exactly: deposit, vouchers, a void, a claim, gas and the refund", async () => {
     const prisma = db().prisma;
     const escrow = accountId.escrow(ESCROW, USD_TOKEN);
@@ -115,7 +124,9 @@ describeEachDatabase("voucher store", (db) => {
     const id = await openChannel(db(), 100n);
     const closed = await openChannel(db(), 100n);
     await saveChannel(db().prisma, { ...(await terms(db(), closed)), deposit: 100n, closed: true });
-    const unfunded = await openChannel(db(), 100n, { inLedger: false });
+    // Refunded in the ledger down to 5 while the channel row still says 100.
+    const unfunded = await openChannel(db(), 100n);
+    await postEntry(db().prisma, { idempotencyKey: unique("chain"), ...flows.refund({ channelId: unfunded, escrow: ESCROW, asset: USD_TOKEN, amount: 95n }) });
     await acceptPaymentsBatch(db().prisma, [voucher(id, 20n, 20n)]);
 
     const results = await acceptPaymentsBatch(db().prisma, [
