@@ -138,8 +138,10 @@ type PaymentRow = {
  * (Dr CHANNEL_AVAILABLE, Cr CHANNEL_OWED) and an update of its channel. Results are in input order;
  * a rejected item does not affect the others. Items on the same channel apply in input order.
  */
-export async function acceptPaymentsBatch(db: Db, items: AcceptPaymentInput[]): Promise<AcceptPaymentResult[]> {
-  if (items.length === 0) return [];
+export async function acceptPaymentsBatch(db: Db, batch: AcceptPaymentInput[]): Promise<AcceptPaymentResult[]> {
+  if (batch.length === 0) return [];
+  // Channel ids are stored as viem's hashes are: lowercase hex.
+  const items = batch.map((item) => ({ ...item, channelId: item.channelId.toLowerCase() as Hex }));
   return inTransaction(db, async (tx) => {
     const channelIds = [...new Set(items.map((i) => i.channelId))].sort();
     // Locking the channels (in id order) serializes every writer of their vouchers.
