@@ -31,6 +31,10 @@ export async function openDatabase(config: DatabaseConfig = {}): Promise<Databas
 
 async function openPostgres(connectionString: string): Promise<Database> {
   const pool = new pg.Pool({ connectionString });
+  // An idle connection that the server drops (restart, failover, pg_terminate_backend) makes the pool
+  // emit 'error', which without a listener kills the process. The pool discards that connection by
+  // itself and the next query opens a new one, so there is nothing to do here.
+  pool.on("error", () => {});
   try {
     const client = await pool.connect();
     try {

@@ -7,7 +7,7 @@ import { fiatAsset } from "../../src/ledger/asset.js";
 import { openDatabase } from "../../src/ledger/db.js";
 import * as flows from "../../src/ledger/flows.js";
 import { balanceOf, postEntry } from "../../src/ledger/postings.js";
-import { createPostgresDatabase } from "./helpers.js";
+import { createPostgresDatabase, withAdmin } from "./helpers.js";
 
 const USD = fiatAsset("USD");
 const topUp = flows.fiatTopUp({ processor: "stripe", party: "alice", asset: USD, amount: 2500n });
@@ -43,6 +43,21 @@ describe("openDatabase", () => {
       const second = await openDatabase({ url: database.url });
       expect(await balanceOf(second.prisma, accountId.cash("stripe", USD))).to.equal(2500n);
       await second.close();
+    } finally {
+      await database.drop();
+    }
+  });
+
+  it("survives Postgres terminating its idle connections", async () => {
+    const database = await createPostgresDatabase();
+    try {
+      const db = await openDatabase({ url: database.url });
+      await db.prisma.$queryRaw`SELECT 1`;
+      const name = new URL(database.url).pathname.slice(1);
+      await withAdmin((admin) => admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, [name]));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(await balanceOf(db.prisma, accountId.cash("stripe", USD))).to.equal(0n);
+      await db.close();
     } finally {
       await database.drop();
     }

@@ -22,7 +22,8 @@ export async function createPostgresDatabase(): Promise<{ url: string; drop(): P
   };
 }
 
-async function withAdmin<T>(fn: (admin: pg.Client) => Promise<T>): Promise<T> {
+/** Runs `fn` on a short-lived connection to the admin database. */
+export async function withAdmin<T>(fn: (admin: pg.Client) => Promise<T>): Promise<T> {
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect().catch((error) => {
     throw new Error(`Cannot reach the test Postgres at ${adminUrl} (set PAYCHAN_TEST_POSTGRES_URL): ${error}`);
