@@ -152,6 +152,20 @@ describeEachDatabase("voucher store", (db) => {
     expect(await balanceOf(db().prisma, accountId.channelOwed(id))).to.equal(30n);
   });
 
+  it("serializes batches racing on one channel: the same voucher amount is accepted once", async () => {
+    const id = await openChannel(db(), 100n);
+    const [first, second] = await Promise.all([
+      acceptPaymentsBatch(db().prisma, [voucher(id, 10n, 10n), voucher(id, 20n, 10n)]),
+      acceptPaymentsBatch(db().prisma, [voucher(id, 10n, 10n), voucher(id, 30n, 10n)]),
+    ]);
+    const outcomes = [...first!, ...second!].map((r) => (r.ok ? "ok" : r.code));
+    expect(outcomes.filter((o) => o === "ok")).to.have.length.within(2, 3);
+    const row = await db().prisma.channel.findUniqueOrThrow({ where: { id } });
+    const accepted = await db().prisma.payment.count({ where: { channelId: id, status: "ACCEPTED" } });
+    expect(toBigInt(row.acceptedCumulative)).to.equal(10n * BigInt(accepted));
+    expect(await balanceOf(db().prisma, accountId.channelOwed(id))).to.equal(toBigInt(row.acceptedCumulative));
+  });
+
   it("returns the original payment for a retried request, and refuses the request id with another voucher", async () => {
     const id = await openChannel(db(), 100n);
     const first = voucher(id, 10n, 10n);
