@@ -54,8 +54,8 @@ export async function postEntry(db: Db, input: EntryInput): Promise<PostResult> 
   const metadata = input.metadata ?? {};
   return inTransaction(db, async (tx) => {
     const inserted = await tx.$queryRaw<{ id: string; created_at: Date }[]>`
-      INSERT INTO journal_entry (idempotency_key, kind, reverses_entry_id, metadata)
-      VALUES (${input.idempotencyKey}, ${input.kind}::entry_kind, ${input.reverses ?? null}::uuid, ${JSON.stringify(metadata)}::jsonb)
+      INSERT INTO journal_entry (idempotency_key, kind, reverses_entry_id, metadata, posting_count)
+      VALUES (${input.idempotencyKey}, ${input.kind}::entry_kind, ${input.reverses ?? null}::uuid, ${JSON.stringify(metadata)}::jsonb, ${lines.length})
       ON CONFLICT (idempotency_key) DO NOTHING
       RETURNING id, created_at`.catch((error) => rethrow(error, input));
     const row = inserted[0];

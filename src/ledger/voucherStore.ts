@@ -271,8 +271,8 @@ export async function acceptPaymentsBatch(db: Db, batch: AcceptPaymentInput[]): 
     // the balance check of each entry at commit.
     await tx.$executeRaw`
       WITH entries AS (
-        INSERT INTO journal_entry (id, idempotency_key, kind, metadata)
-        SELECT id::uuid, key, 'VOUCHER_ACCEPTED', metadata::jsonb
+        INSERT INTO journal_entry (id, idempotency_key, kind, metadata, posting_count)
+        SELECT id::uuid, key, 'VOUCHER_ACCEPTED', metadata::jsonb, 2
         FROM unnest(${rows.entryIds}::text[], ${rows.entryKeys}::text[], ${rows.entryMetadata}::text[]) AS t(id, key, metadata)
       ), postings AS (
         INSERT INTO posting (entry_id, account_id, asset, side, amount)

@@ -113,6 +113,29 @@ for (const kind of ["postgres", "pglite"] as const) {
       }
     });
 
+    it("upgrades a database already holding entries, counting their postings", async () => {
+      const dir = await mkdtemp(join(tmpdir(), "paychan-migrations-"));
+      try {
+        const [first, ...later] = await readMigrations();
+        await cp(join(defaultMigrationsDir, first!.name), join(dir, first!.name), { recursive: true });
+        await migrate(session.connection, dir);
+        await session.connection.exec(`
+          INSERT INTO ledger_account (id, asset, kind, normal_side) VALUES
+            ('cash:s:fiat:USD', 'fiat:USD', 'FIAT_CASH', 'DEBIT'), ('payable:a:fiat:USD', 'fiat:USD', 'FIAT_PAYABLE', 'CREDIT');
+          BEGIN;
+          INSERT INTO journal_entry (id, idempotency_key, kind) VALUES ('00000000-0000-4000-8000-000000000001', 'card:1', 'FIAT_TOPUP');
+          INSERT INTO posting (entry_id, account_id, asset, side, amount) VALUES
+            ('00000000-0000-4000-8000-000000000001', 'cash:s:fiat:USD', 'fiat:USD', 'DEBIT', 5),
+            ('00000000-0000-4000-8000-000000000001', 'payable:a:fiat:USD', 'fiat:USD', 'CREDIT', 5);
+          COMMIT;`);
+        expect(await migrate(session.connection)).to.deep.equal(later.map((m) => m.name));
+        const [entry] = await session.connection.query<{ posting_count: number }>(`SELECT posting_count FROM journal_entry`);
+        expect(entry).to.deep.equal({ posting_count: 2 });
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+
     it("refuses to run when an applied migration's file was modified", async () => {
       const dir = await mkdtemp(join(tmpdir(), "paychan-migrations-"));
       try {

@@ -194,7 +194,7 @@ describeEachDatabase("ledger database rules", (db) => {
       await tx.$executeRaw`INSERT INTO ledger_account (id, asset, kind, normal_side) VALUES
         (${cash}, ${ETH}, 'FIAT_CASH', 'DEBIT'), (${payable}, ${ETH}, 'FIAT_PAYABLE', 'CREDIT')`;
       const [{ id }] = (await tx.$queryRaw<{ id: string }[]>`
-        INSERT INTO journal_entry (idempotency_key, kind) VALUES (${unique("raw")}, 'ADJUSTMENT') RETURNING id`) as [{ id: string }];
+        INSERT INTO journal_entry (idempotency_key, kind, posting_count) VALUES (${unique("raw")}, 'ADJUSTMENT', 2) RETURNING id`) as [{ id: string }];
       await tx.$executeRaw`INSERT INTO posting (entry_id, account_id, asset, side, amount) VALUES
         (${id}::uuid, ${cash}, ${ETH}, 'DEBIT', ${debit.toString()}::numeric),
         (${id}::uuid, ${payable}, ${ETH}, 'CREDIT', ${credit.toString()}::numeric)`;
@@ -211,6 +211,18 @@ describeEachDatabase("ledger database rules", (db) => {
   it("accepts a balanced entry written with raw SQL, and keeps account totals equal to postings", async () => {
     await rawEntry(10n, 10n);
     expect(await accountsOutOfBalance(db().prisma)).to.deep.equal([]);
+  });
+
+  it("refuses postings appended to an existing entry, even balanced ones", async () => {
+    const postings = transfer(ETH, 3n);
+    const { entry } = await postEntry(db().prisma, { idempotencyKey: unique("k"), kind: "FIAT_TOPUP", postings });
+    const [cash, payable] = postings.map((p) => p.account) as [string, string];
+    const appended = db().prisma.$transaction(async (tx) => {
+      await tx.$executeRaw`INSERT INTO posting (entry_id, account_id, asset, side, amount) VALUES
+        (${entry.id}::uuid, ${cash}, ${ETH}, 'DEBIT', 5), (${entry.id}::uuid, ${payable}, ${ETH}, 'CREDIT', 5)`;
+    });
+    expect((await appended.then(() => undefined, (e: Error) => e))?.message).to.match(/has 4 postings, not the 2 it declares/);
+    expect(await balanceOf(db().prisma, cash)).to.equal(3n);
   });
 
   it("refuses UPDATE and DELETE of postings and entries", async () => {

@@ -201,7 +201,7 @@ describeEachDatabase("voucher store", (db) => {
     if (!accepted?.ok) throw new Error("not accepted");
     const duplicate = db().prisma.$transaction(async (tx) => {
       const [{ id: entryId }] = (await tx.$queryRaw<{ id: string }[]>`
-        INSERT INTO journal_entry (idempotency_key, kind) VALUES (${unique("raw")}, 'ADJUSTMENT') RETURNING id`) as [{ id: string }];
+        INSERT INTO journal_entry (idempotency_key, kind, posting_count) VALUES (${unique("raw")}, 'ADJUSTMENT', 2) RETURNING id`) as [{ id: string }];
       await tx.$executeRaw`INSERT INTO payment (channel_id, request_id, cumulative_amount, price, signature, journal_entry_id)
         VALUES (${id}, ${unique("req")}, 10, 10, '0x', ${entryId}::uuid)`;
     });
