@@ -75,9 +75,15 @@ export const paymentRequiredSchema = z.object({
   accepts: z.array(z.unknown()),
 });
 
+/** Just enough of a payload to tell which version and scheme it claims to be. */
+const envelopeSchema = z.object({
+  x402Version: z.number(),
+  accepted: z.object({ scheme: z.string() }).passthrough().optional().default({ scheme: "" }),
+});
+
 export const paymentPayloadSchema = z.object({
   x402Version: z.literal(X402_VERSION),
-  accepted: z.object({ scheme: z.string(), network: z.string() }).passthrough(),
+  accepted: requirementsSchema,
   payload: z.object({
     channel: channelConfigSchema,
     voucher: z.object({ channelId: bytes32, cumulativeAmount: amount, signature }),
@@ -141,21 +147,21 @@ function describe(error: z.ZodError): string {
 /** Decodes a PAYMENT-SIGNATURE header, or throws a PaymentError that says what is wrong. */
 export function decodePaymentSignature(header: string): PaymentPayload {
   const json = decodeJson(header);
-  if (typeof json === "object" && json !== null && "x402Version" in json && json.x402Version !== X402_VERSION) {
+  const envelope = envelopeSchema.safeParse(json);
+  if (!envelope.success) {
+    throw new PaymentError("malformed_payment", `Payment payload is invalid at ${describe(envelope.error)}.`);
+  }
+  if (envelope.data.x402Version !== X402_VERSION) {
     throw new PaymentError("unsupported_version", `Only x402Version ${X402_VERSION} is supported.`);
+  }
+  if (envelope.data.accepted.scheme !== SCHEME) {
+    throw new PaymentError("unsupported_scheme", `Only the "${SCHEME}" scheme is accepted here.`);
   }
   const parsed = paymentPayloadSchema.safeParse(json);
   if (!parsed.success) {
     throw new PaymentError("malformed_payment", `Payment payload is invalid at ${describe(parsed.error)}.`);
   }
-  if (parsed.data.accepted.scheme !== SCHEME) {
-    throw new PaymentError("unsupported_scheme", `Only the "${SCHEME}" scheme is accepted here.`);
-  }
-  const accepted = requirementsSchema.safeParse(parsed.data.accepted);
-  if (!accepted.success) {
-    throw new PaymentError("malformed_payment", `accepted is invalid at ${describe(accepted.error)}.`);
-  }
-  return { x402Version: X402_VERSION, accepted: accepted.data, payload: parsed.data.payload };
+  return parsed.data;
 }
 
 /** Decodes a PAYMENT-REQUIRED header; entries of schemes other than ours are dropped. */
