@@ -92,12 +92,12 @@ describe("PaychanEscrow claims", () => {
       const entry = { ...ch.cfg, cumulativeAmount: 100n, signature: voucher };
       for (const caller of [f.payer.account, f.stranger.account]) {
         const attempts = [
-          f.escrow.write.claim([ch.cfg, 100n, voucher], { account: caller }),
-          f.escrow.write.claimBatch([ch.cfg.payee, zeroAddress, [entry]], { account: caller }),
-          f.escrow.write.close([ch.cfg, 100n, voucher], { account: caller }),
+          () => f.escrow.write.claim([ch.cfg, 100n, voucher], { account: caller }),
+          () => f.escrow.write.claimBatch([ch.cfg.payee, zeroAddress, [entry]], { account: caller }),
+          () => f.escrow.write.close([ch.cfg, 100n, voucher], { account: caller }),
         ];
         for (const attempt of attempts) {
-          await f.viem.assertions.revertWithCustomErrorWithArgs(attempt, f.escrow, "NotPayeeOrOperator", [caller.address]);
+          await f.viem.assertions.revertWithCustomErrorWithArgs(attempt(), f.escrow, "NotPayeeOrOperator", [caller.address]);
         }
       }
     });

@@ -2,7 +2,7 @@
 // still claim), then take back everything unclaimed, whatever the payee does or fails to do.
 import { expect } from "chai";
 import fc from "fast-check";
-import { toHex } from "viem";
+import { toHex, type Hex } from "viem";
 import { channelConfig, deployEscrow, openChannel, type EscrowFixture } from "../helpers/escrow.js";
 import { channelId } from "../../src/protocol/Channel.js";
 
@@ -112,10 +112,10 @@ describe("PaychanEscrow withdrawal", () => {
       for (const at of [readyAt, readyAt + 1000n]) {
         await f.networkHelpers.time.setNextBlockTimestamp(at);
         for (const attempt of [
-          f.escrow.write.claim([ch.cfg, 400n, voucher], { account: f.payee.account }),
-          f.escrow.write.close([ch.cfg, 400n, voucher], { account: f.payee.account }),
+          () => f.escrow.write.claim([ch.cfg, 400n, voucher], { account: f.payee.account }),
+          () => f.escrow.write.close([ch.cfg, 400n, voucher], { account: f.payee.account }),
         ]) {
-          await f.viem.assertions.revertWithCustomErrorWithArgs(attempt, f.escrow, "ClaimWindowClosed", [ch.id, readyAt]);
+          await f.viem.assertions.revertWithCustomErrorWithArgs(attempt(), f.escrow, "ClaimWindowClosed", [ch.id, readyAt]);
         }
       }
       await f.viem.assertions.balancesHaveChanged(
@@ -132,10 +132,10 @@ describe("PaychanEscrow withdrawal", () => {
       const readyAt = await requestWithdrawal(f, ch);
       await f.networkHelpers.time.increase(DELAY / 2);
       for (const attempt of [
-        f.escrow.write.requestWithdrawal([ch.cfg], { account: f.payer.account }),
-        f.escrow.write.topUp([ch.cfg, 1n], { account: f.payer.account, value: 1n }),
+        () => f.escrow.write.requestWithdrawal([ch.cfg], { account: f.payer.account }),
+        () => f.escrow.write.topUp([ch.cfg, 1n], { account: f.payer.account, value: 1n }),
       ]) {
-        await f.viem.assertions.revertWithCustomErrorWithArgs(attempt, f.escrow, "WithdrawalPending", [ch.id, readyAt]);
+        await f.viem.assertions.revertWithCustomErrorWithArgs(attempt(), f.escrow, "WithdrawalPending", [ch.id, readyAt]);
       }
       expect((await f.escrow.read.getChannel([ch.id])).withdrawReadyAt).to.equal(readyAt);
       await f.networkHelpers.time.setNextBlockTimestamp(readyAt);
@@ -147,8 +147,8 @@ describe("PaychanEscrow withdrawal", () => {
       const ch = await openChannel(f, DEPOSIT, { token: f.token.address });
       const other = channelConfig(f.payer.account.address, f.payee.account.address, { token: f.token.address });
       for (const caller of [f.stranger.account, f.payee.account]) {
-        const notPayer = async (attempt: Promise<unknown>) =>
-          f.viem.assertions.revertWithCustomErrorWithArgs(attempt as Promise<`0x${string}`>, f.escrow, "NotPayer", [caller.address]);
+        const notPayer = async (attempt: Promise<Hex>) =>
+          f.viem.assertions.revertWithCustomErrorWithArgs(attempt, f.escrow, "NotPayer", [caller.address]);
         // The payer approved the escrow; nobody else may spend that allowance into a channel.
         await notPayer(f.escrow.write.open([other, DEPOSIT], { account: caller }));
         await notPayer(f.escrow.write.topUp([ch.cfg, 1n], { account: caller }));
@@ -179,11 +179,11 @@ describe("PaychanEscrow withdrawal", () => {
       const neverOpened = channelConfig(f.payer.account.address, f.payee.account.address, { salt: toHex("nope", { size: 32 }) });
       const id = channelId(neverOpened, f.location);
       for (const attempt of [
-        f.escrow.write.requestWithdrawal([neverOpened], { account: f.payer.account }),
-        f.escrow.write.topUp([neverOpened, 1n], { account: f.payer.account, value: 1n }),
-        f.escrow.write.claim([neverOpened, 1n, "0x"], { account: f.payee.account }),
+        () => f.escrow.write.requestWithdrawal([neverOpened], { account: f.payer.account }),
+        () => f.escrow.write.topUp([neverOpened, 1n], { account: f.payer.account, value: 1n }),
+        () => f.escrow.write.claim([neverOpened, 1n, "0x"], { account: f.payee.account }),
       ]) {
-        await f.viem.assertions.revertWithCustomErrorWithArgs(attempt, f.escrow, "UnknownChannel", [id]);
+        await f.viem.assertions.revertWithCustomErrorWithArgs(attempt(), f.escrow, "UnknownChannel", [id]);
       }
       await f.viem.assertions.revertWithCustomErrorWithArgs(
         f.escrow.write.finalizeWithdrawal([neverOpened], { account: f.payer.account }),
