@@ -3,9 +3,10 @@
 // the paid-request hot path: the gateway group-commits concurrent requests through it, and it costs
 // three statements per batch whatever the batch size.
 //
-// What it enforces is the floor that protects the books, not pricing policy (the gateway's):
-// a charge is accepted only if its voucher is newer than every voucher held, covers every accepted
-// charge including this one, stays within the deposit, and the payer's ledger balance pays for it.
+// What it enforces is the floor that protects the books, not pricing policy (the gateway's): a
+// charge is accepted only if its voucher covers every accepted charge including this one, stays
+// within the deposit, is not the voucher of a charge that stands (a voided charge's total may be
+// paid again), and the payer's ledger balance pays for it.
 import { randomUUID } from "node:crypto";
 import type { Hex } from "viem";
 import { channelId as channelIdOf, type ChannelConfig, type EscrowLocation } from "../protocol/Channel.js";
@@ -86,6 +87,8 @@ export async function saveChannel(
 
 export type AcceptPaymentInput = {
   channelId: Hex;
+  /** When given, the charge is refused unless the channel's accepted total is still this. */
+  expectedCumulative?: bigint;
   /** The request's idempotency key; a retry with the same key gets the original payment back. */
   requestId: string;
   cumulativeAmount: bigint;
@@ -98,8 +101,10 @@ export type AcceptRejection =
   | "CHANNEL_NOT_FOUND"
   | "CHANNEL_CLOSED"
   | "INVALID_PRICE"
-  /** The voucher is not above the latest voucher accepted on the channel. */
-  | "VOUCHER_NOT_NEWER"
+  /** The channel's accepted total is no longer the `expectedCumulative` the request was priced on. */
+  | "CUMULATIVE_MISMATCH"
+  /** A standing (not voided) payment on the channel already holds a voucher for this total. */
+  | "VOUCHER_ALREADY_ACCEPTED"
   /** The voucher's cumulative amount does not cover the accepted charges plus this one. */
   | "VOUCHER_BELOW_ACCEPTED"
   /** The voucher promises more than the channel's deposit, so it could not be claimed in full. */
@@ -120,10 +125,13 @@ type ChannelRow = {
   deposit: string;
   accepted_cumulative: string;
   latest_voucher_amount: string;
+  latest_voucher_signature: string | null;
   available: string;
 };
 
 type PaymentRow = {
+  /** `request` for a payment with one of the batch's request ids, `amount` for a standing one with one of its totals. */
+  match: "request" | "amount";
   id: string;
   channel_id: string;
   request_id: string;
@@ -147,16 +155,22 @@ export async function acceptPaymentsBatch(db: Db, batch: AcceptPaymentInput[]): 
     // Locking the channels (in id order) serializes every writer of their vouchers.
     const channelRows = await tx.$queryRaw<ChannelRow[]>`
       SELECT c.id, c.asset, c.closed, c.deposit::text, c.accepted_cumulative::text, c.latest_voucher_amount::text,
-             COALESCE(a.credits - a.debits, 0)::text AS available
+             c.latest_voucher_signature, COALESCE(a.credits - a.debits, 0)::text AS available
       FROM channel c LEFT JOIN ledger_account a ON a.id = 'channel:' || c.id || ':available'
       WHERE c.id = ANY(${channelIds}::text[])
       ORDER BY c.id
       FOR UPDATE OF c`;
     const seen = await tx.$queryRaw<PaymentRow[]>`
-      SELECT p.id, p.channel_id, p.request_id, p.journal_entry_id, p.cumulative_amount::text, p.price::text, p.signature
-      FROM payment p
-      JOIN unnest(${items.map((i) => i.channelId)}::text[], ${items.map((i) => i.requestId)}::text[]) AS r(channel_id, request_id)
-        ON p.channel_id = r.channel_id AND p.request_id = r.request_id`;
+      WITH wanted AS (
+        SELECT * FROM unnest(${items.map((i) => i.channelId)}::text[], ${items.map((i) => i.requestId)}::text[],
+                             ${items.map((i) => i.cumulativeAmount.toString())}::numeric[]) AS w(channel_id, request_id, cumulative_amount)
+      )
+      SELECT 'request' AS match, p.id, p.channel_id, p.request_id, p.journal_entry_id, p.cumulative_amount::text, p.price::text, p.signature
+      FROM payment p JOIN wanted w ON p.channel_id = w.channel_id AND p.request_id = w.request_id
+      UNION ALL
+      SELECT 'amount', p.id, p.channel_id, p.request_id, p.journal_entry_id, p.cumulative_amount::text, p.price::text, p.signature
+      FROM payment p JOIN wanted w ON p.channel_id = w.channel_id AND p.cumulative_amount = w.cumulative_amount
+      WHERE p.status = 'ACCEPTED'`;
 
     const channels = new Map(
       channelRows.map((c) => [
@@ -167,14 +181,15 @@ export async function acceptPaymentsBatch(db: Db, batch: AcceptPaymentInput[]): 
           deposit: BigInt(c.deposit),
           accepted: BigInt(c.accepted_cumulative),
           latest: BigInt(c.latest_voucher_amount),
-          latestSignature: undefined as string | undefined,
+          latestSignature: c.latest_voucher_signature,
           available: BigInt(c.available),
           touched: false,
         },
       ]),
     );
+    const standingAmounts = new Set(seen.filter((p) => p.match === "amount").map((p) => amountKey(p.channel_id, BigInt(p.cumulative_amount))));
     const known = new Map(
-      seen.map((p) => [
+      seen.filter((p) => p.match === "request").map((p) => [
         requestKey(p.channel_id, p.request_id),
         {
           paymentId: p.id,
@@ -216,14 +231,17 @@ export async function acceptPaymentsBatch(db: Db, batch: AcceptPaymentInput[]): 
       if (!channel) return reject("CHANNEL_NOT_FOUND", `Channel ${item.channelId} is unknown to this gateway; open or register it first.`);
       if (channel.closed) return reject("CHANNEL_CLOSED", `Channel ${item.channelId} is closed; open a new channel.`);
       if (item.price <= 0n) return reject("INVALID_PRICE", `A charge must be positive, not ${item.price}.`);
-      if (item.cumulativeAmount <= channel.latest) {
-        return reject("VOUCHER_NOT_NEWER", `The voucher for ${item.cumulativeAmount} is not above the latest accepted voucher (${channel.latest}); sign a new one.`);
+      if (item.expectedCumulative !== undefined && item.expectedCumulative !== channel.accepted) {
+        return reject("CUMULATIVE_MISMATCH", `The channel's accepted total is ${channel.accepted}, not the ${item.expectedCumulative} this charge was priced on; price it again.`);
       }
       if (item.cumulativeAmount < channel.accepted + item.price) {
         return reject("VOUCHER_BELOW_ACCEPTED", `The voucher for ${item.cumulativeAmount} does not cover the ${channel.accepted} already accepted plus this ${item.price}.`);
       }
       if (item.cumulativeAmount > channel.deposit) {
         return reject("VOUCHER_EXCEEDS_DEPOSIT", `The voucher for ${item.cumulativeAmount} exceeds the channel's deposit of ${channel.deposit}; top up the channel.`);
+      }
+      if (standingAmounts.has(amountKey(item.channelId, item.cumulativeAmount))) {
+        return reject("VOUCHER_ALREADY_ACCEPTED", `A standing payment already holds the voucher for ${item.cumulativeAmount} on this channel; sign the next total.`);
       }
       if (item.price > channel.available) {
         return reject("INSUFFICIENT_FUNDS", `The channel has ${channel.available} available, less than the price ${item.price}; top up the channel.`);
@@ -232,8 +250,11 @@ export async function acceptPaymentsBatch(db: Db, batch: AcceptPaymentInput[]): 
       const paymentId = randomUUID();
       const journalEntryId = randomUUID();
       rows.entryIds.push(journalEntryId);
-      rows.entryKeys.push(`voucher:${item.channelId}:${item.cumulativeAmount}`);
-      rows.entryMetadata.push(JSON.stringify({ ...item.metadata, paymentId, requestId: item.requestId }));
+      // Keyed by the request, not the total: a voided charge's total may be paid again.
+      rows.entryKeys.push(`payment:${item.channelId}:${item.requestId}`);
+      rows.entryMetadata.push(
+        JSON.stringify({ ...item.metadata, paymentId, requestId: item.requestId, cumulativeAmount: item.cumulativeAmount.toString() }),
+      );
       rows.paymentIds.push(paymentId);
       rows.channelIds.push(item.channelId);
       rows.requestIds.push(item.requestId);
@@ -252,8 +273,13 @@ export async function acceptPaymentsBatch(db: Db, batch: AcceptPaymentInput[]): 
       }
       channel.accepted += item.price;
       channel.available -= item.price;
-      channel.latest = item.cumulativeAmount;
-      channel.latestSignature = item.signature;
+      // The settlement worker claims with the highest voucher; a newer signature for the same total
+      // (re-signed after a void) serves as well.
+      if (item.cumulativeAmount >= channel.latest) {
+        channel.latest = item.cumulativeAmount;
+        channel.latestSignature = item.signature;
+      }
+      standingAmounts.add(amountKey(item.channelId, item.cumulativeAmount));
       channel.touched = true;
       known.set(requestKey(item.channelId, item.requestId), {
         paymentId,
@@ -290,7 +316,7 @@ export async function acceptPaymentsBatch(db: Db, batch: AcceptPaymentInput[]): 
       SET accepted_cumulative = u.accepted::numeric, latest_voucher_amount = u.latest::numeric,
           latest_voucher_signature = u.signature, updated_at = now()
       FROM unnest(${updated.map(([id]) => id)}::text[], ${updated.map(([, c]) => c.accepted.toString())}::text[],
-                  ${updated.map(([, c]) => c.latest.toString())}::text[], ${updated.map(([, c]) => c.latestSignature!)}::text[])
+                  ${updated.map(([, c]) => c.latest.toString())}::text[], ${updated.map(([, c]) => c.latestSignature)}::text[])
            AS u(id, accepted, latest, signature)
       WHERE c.id = u.id`.catch((error) => rethrow(error));
     return results;
@@ -334,4 +360,8 @@ export async function voidPayment(
 
 function requestKey(channelId: string, requestId: string): string {
   return `${channelId}\u0000${requestId}`;
+}
+
+function amountKey(channelId: string, cumulativeAmount: bigint): string {
+  return `${channelId}\u0000${cumulativeAmount}`;
 }
