@@ -156,14 +156,18 @@ export async function acceptPaymentsBatch(db: Db, batch: AcceptPaymentInput[]): 
     const channelRows = await tx.$queryRaw<ChannelRow[]>`
       SELECT c.id, c.asset, c.closed, c.deposit::text, c.accepted_cumulative::text, c.latest_voucher_amount::text,
              c.latest_voucher_signature, COALESCE(a.credits - a.debits, 0)::text AS available
-      FROM channel c LEFT JOIN ledger_account a ON a.id = 'channel:' || c.id || ':available'
-      WHERE c.id = ANY(${channelIds}::text[])
+      FROM jsonb_to_recordset(${JSON.stringify(
+        channelIds.map((id) => ({ id, available_account: accountId.channelAvailable(id) })),
+      )}::jsonb) AS w(id text, available_account text)
+      JOIN channel c ON c.id = w.id
+      LEFT JOIN ledger_account a ON a.id = w.available_account
       ORDER BY c.id
       FOR UPDATE OF c`;
     const seen = await tx.$queryRaw<PaymentRow[]>`
       WITH wanted AS (
-        SELECT * FROM unnest(${items.map((i) => i.channelId)}::text[], ${items.map((i) => i.requestId)}::text[],
-                             ${items.map((i) => i.cumulativeAmount.toString())}::numeric[]) AS w(channel_id, request_id, cumulative_amount)
+        SELECT * FROM jsonb_to_recordset(${JSON.stringify(
+          items.map((i) => ({ channel_id: i.channelId, request_id: i.requestId, cumulative_amount: i.cumulativeAmount.toString() })),
+        )}::jsonb) AS w(channel_id text, request_id text, cumulative_amount numeric)
       )
       SELECT 'request' AS match, p.id, p.channel_id, p.request_id, p.journal_entry_id, p.cumulative_amount::text, p.price::text, p.signature
       FROM payment p JOIN wanted w ON p.channel_id = w.channel_id AND p.request_id = w.request_id
@@ -201,22 +205,22 @@ export async function acceptPaymentsBatch(db: Db, batch: AcceptPaymentInput[]): 
       ]),
     );
 
-    const rows = {
-      entryIds: [] as string[],
-      entryKeys: [] as string[],
-      entryMetadata: [] as string[],
-      paymentIds: [] as string[],
-      channelIds: [] as string[],
-      requestIds: [] as string[],
-      cumulativeAmounts: [] as string[],
-      prices: [] as string[],
-      signatures: [] as string[],
-      postingEntries: [] as string[],
-      postingAccounts: [] as string[],
-      postingAssets: [] as string[],
-      postingSides: [] as string[],
-      postingAmounts: [] as string[],
-    };
+    /** One record per accepted charge, sent as a single JSON parameter; the SQL derives the entry,
+     * its two postings and the payment from it. */
+    const accepted: {
+      entry_id: string;
+      key: string;
+      metadata: JsonObject;
+      payment_id: string;
+      channel_id: string;
+      request_id: string;
+      cumulative_amount: string;
+      price: string;
+      signature: string;
+      asset: string;
+      available_account: string;
+      owed_account: string;
+    }[] = [];
 
     const results = items.map((item): AcceptPaymentResult => {
       const reject = (code: AcceptRejection, message: string): AcceptPaymentResult => ({ ok: false, code, message });
@@ -249,28 +253,21 @@ export async function acceptPaymentsBatch(db: Db, batch: AcceptPaymentInput[]): 
 
       const paymentId = randomUUID();
       const journalEntryId = randomUUID();
-      rows.entryIds.push(journalEntryId);
-      // Keyed by the request, not the total: a voided charge's total may be paid again.
-      rows.entryKeys.push(`payment:${item.channelId}:${item.requestId}`);
-      rows.entryMetadata.push(
-        JSON.stringify({ ...item.metadata, paymentId, requestId: item.requestId, cumulativeAmount: item.cumulativeAmount.toString() }),
-      );
-      rows.paymentIds.push(paymentId);
-      rows.channelIds.push(item.channelId);
-      rows.requestIds.push(item.requestId);
-      rows.cumulativeAmounts.push(item.cumulativeAmount.toString());
-      rows.prices.push(item.price.toString());
-      rows.signatures.push(item.signature);
-      for (const [account, side] of [
-        [accountId.channelAvailable(item.channelId), "DEBIT"],
-        [accountId.channelOwed(item.channelId), "CREDIT"],
-      ] as const) {
-        rows.postingEntries.push(journalEntryId);
-        rows.postingAccounts.push(account);
-        rows.postingAssets.push(channel.asset);
-        rows.postingSides.push(side);
-        rows.postingAmounts.push(item.price.toString());
-      }
+      accepted.push({
+        entry_id: journalEntryId,
+        // Keyed by the request, not the total: a voided charge's total may be paid again.
+        key: `payment:${item.channelId}:${item.requestId}`,
+        metadata: { ...item.metadata, paymentId, requestId: item.requestId, cumulativeAmount: item.cumulativeAmount.toString() },
+        payment_id: paymentId,
+        channel_id: item.channelId,
+        request_id: item.requestId,
+        cumulative_amount: item.cumulativeAmount.toString(),
+        price: item.price.toString(),
+        signature: item.signature,
+        asset: channel.asset,
+        available_account: accountId.channelAvailable(item.channelId),
+        owed_account: accountId.channelOwed(item.channelId),
+      });
       channel.accepted += item.price;
       channel.available -= item.price;
       // The settlement worker claims with the highest voucher; a newer signature for the same total
@@ -291,33 +288,32 @@ export async function acceptPaymentsBatch(db: Db, batch: AcceptPaymentInput[]): 
       return { ok: true, paymentId, journalEntryId, replayed: false };
     });
 
-    if (rows.entryIds.length === 0) return results;
-    const updated = [...channels].filter(([, c]) => c.touched);
+    if (accepted.length === 0) return results;
+    const updates = [...channels]
+      .filter(([, c]) => c.touched)
+      .map(([id, c]) => ({ id, accepted: c.accepted.toString(), latest: c.latest.toString(), signature: c.latestSignature }));
     // One statement writes everything; foreign keys and the account-totals trigger run at its end,
     // the balance check of each entry at commit.
     await tx.$executeRaw`
-      WITH entries AS (
+      WITH a AS (
+        SELECT * FROM jsonb_to_recordset(${JSON.stringify(accepted)}::jsonb) AS a(
+          entry_id uuid, key text, metadata jsonb, payment_id uuid, channel_id text, request_id text,
+          cumulative_amount numeric, price numeric, signature text, asset text, available_account text, owed_account text)
+      ), entries AS (
         INSERT INTO journal_entry (id, idempotency_key, kind, metadata, posting_count)
-        SELECT id::uuid, key, 'VOUCHER_ACCEPTED', metadata::jsonb, 2
-        FROM unnest(${rows.entryIds}::text[], ${rows.entryKeys}::text[], ${rows.entryMetadata}::text[]) AS t(id, key, metadata)
+        SELECT entry_id, key, 'VOUCHER_ACCEPTED'::entry_kind, metadata, 2 FROM a
       ), postings AS (
         INSERT INTO posting (entry_id, account_id, asset, side, amount)
-        SELECT entry_id::uuid, account_id, asset, side::side, amount::numeric
-        FROM unnest(${rows.postingEntries}::text[], ${rows.postingAccounts}::text[], ${rows.postingAssets}::text[],
-                    ${rows.postingSides}::text[], ${rows.postingAmounts}::text[]) AS t(entry_id, account_id, asset, side, amount)
+        SELECT entry_id, available_account, asset, 'DEBIT'::side, price FROM a
+        UNION ALL
+        SELECT entry_id, owed_account, asset, 'CREDIT'::side, price FROM a
       ), payments AS (
         INSERT INTO payment (id, channel_id, request_id, cumulative_amount, price, signature, journal_entry_id)
-        SELECT id::uuid, channel_id, request_id, cumulative_amount::numeric, price::numeric, signature, journal_entry_id::uuid
-        FROM unnest(${rows.paymentIds}::text[], ${rows.channelIds}::text[], ${rows.requestIds}::text[],
-                    ${rows.cumulativeAmounts}::text[], ${rows.prices}::text[], ${rows.signatures}::text[], ${rows.entryIds}::text[])
-             AS t(id, channel_id, request_id, cumulative_amount, price, signature, journal_entry_id)
+        SELECT payment_id, channel_id, request_id, cumulative_amount, price, signature, entry_id FROM a
       )
       UPDATE channel c
-      SET accepted_cumulative = u.accepted::numeric, latest_voucher_amount = u.latest::numeric,
-          latest_voucher_signature = u.signature, updated_at = now()
-      FROM unnest(${updated.map(([id]) => id)}::text[], ${updated.map(([, c]) => c.accepted.toString())}::text[],
-                  ${updated.map(([, c]) => c.latest.toString())}::text[], ${updated.map(([, c]) => c.latestSignature)}::text[])
-           AS u(id, accepted, latest, signature)
+      SET accepted_cumulative = u.accepted, latest_voucher_amount = u.latest, latest_voucher_signature = u.signature, updated_at = now()
+      FROM jsonb_to_recordset(${JSON.stringify(updates)}::jsonb) AS u(id text, accepted numeric, latest numeric, signature text)
       WHERE c.id = u.id`.catch((error) => rethrow(error));
     return results;
   });
