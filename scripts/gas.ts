@@ -15,8 +15,9 @@ const DEPOSIT = 100_000_000n;
 const connection = await network.create();
 const { viem, networkConfig } = connection;
 const publicClient = await viem.getPublicClient();
-const [deployer, payee, ...payers] = await viem.getWalletClients();
-if (deployer === undefined || payee === undefined || payers.length === 0) throw new Error("the network needs funded accounts");
+const [, payee, ...payers] = await viem.getWalletClients();
+if (payee === undefined || payers.length === 0) throw new Error("the network needs funded accounts");
+const payeeAddress: Address = payee.account.address;
 
 const escrow = await viem.deployContract("PaychanEscrow");
 const token = await viem.deployContract("TestToken");
@@ -54,7 +55,7 @@ function newChannel(payer: Address, asset: Address): Opened {
   const key = privateKeyToAccount(generatePrivateKey());
   const cfg: ChannelConfig = {
     payer,
-    payee: payee.account.address,
+    payee: payeeAddress,
     token: asset,
     signer: key.address,
     withdrawDelay: 86_400,
