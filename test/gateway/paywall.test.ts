@@ -75,8 +75,10 @@ describeEachDatabase("paywall over HTTP", (db) => {
     const id = buyer.channel.id;
     const payments = await db().prisma.payment.count({ where: { channelId: id, status: "ACCEPTED" } });
     expect(payments).to.equal(30);
-    expect(await balanceOf(db().prisma, accountId.channelOwed(id), seller.gateway.assetKey)).to.equal(30n * PRICE);
-    for (const row of await trialBalance(db().prisma)) expect(row.debits).to.equal(row.credits);
+    expect(await balanceOf(db().prisma, accountId.channelOwed(id))).to.equal(30n * PRICE);
+    const trial = await trialBalance(db().prisma);
+    expect((trial.get(seller.gateway.assetKey)?.debits ?? 0n) > 0n).to.equal(true);
+    for (const [asset, row] of trial) expect(row.debits, asset).to.equal(row.credits);
 
     const stored = await storedChannel(db(), id);
     expect(toBigInt(stored.latestVoucherAmount)).to.equal(30n * PRICE);
@@ -199,7 +201,7 @@ describeEachDatabase("paywall over HTTP", (db) => {
     expect(decodeReceipt(next.headers.get(HEADERS.response)!).cumulativeAmount).to.equal(PRICE * 2n);
     const voided = await db().prisma.payment.count({ where: { channelId: buyer.channel.id, status: "VOIDED" } });
     expect(voided).to.equal(1);
-    expect(await balanceOf(db().prisma, accountId.channelOwed(buyer.channel.id), seller.gateway.assetKey)).to.equal(PRICE * 2n);
+    expect(await balanceOf(db().prisma, accountId.channelOwed(buyer.channel.id))).to.equal(PRICE * 2n);
   });
 
   it("never serves a replayed request twice nor charges it twice", async () => {
@@ -270,7 +272,7 @@ describe("paywall durability and concurrency on Postgres", () => {
       }
       expect(a.handled.count + b.handled.count).to.equal(10);
       expect(await dbA.prisma.payment.count({ where: { channelId: buyer.channel.id } })).to.equal(10);
-      expect(await balanceOf(dbA.prisma, accountId.channelOwed(buyer.channel.id), a.gateway.assetKey)).to.equal(PRICE * 10n);
+      expect(await balanceOf(dbA.prisma, accountId.channelOwed(buyer.channel.id))).to.equal(PRICE * 10n);
     } finally {
       await a.close();
       await b.close();
