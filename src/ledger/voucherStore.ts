@@ -112,7 +112,9 @@ export type AcceptRejection =
   /** The payer's available balance in the ledger does not cover the price. */
   | "INSUFFICIENT_FUNDS"
   /** The request id was already used on this channel with another voucher or price. */
-  | "REQUEST_CONFLICT";
+  | "REQUEST_CONFLICT"
+  /** The request was paid before and that payment was voided: a retry needs a new request id. */
+  | "REQUEST_VOIDED";
 
 export type AcceptPaymentResult =
   | { ok: true; paymentId: string; journalEntryId: string; replayed: boolean }
@@ -139,6 +141,7 @@ type PaymentRow = {
   cumulative_amount: string;
   price: string;
   signature: string;
+  status: "ACCEPTED" | "VOIDED";
 };
 
 /**
@@ -169,10 +172,10 @@ export async function acceptPaymentsBatch(db: Db, batch: AcceptPaymentInput[]): 
           items.map((i) => ({ channel_id: i.channelId, request_id: i.requestId, cumulative_amount: i.cumulativeAmount.toString() })),
         )}::jsonb) AS w(channel_id text, request_id text, cumulative_amount numeric)
       )
-      SELECT 'request' AS match, p.id, p.channel_id, p.request_id, p.journal_entry_id, p.cumulative_amount::text, p.price::text, p.signature
+      SELECT 'request' AS match, p.id, p.channel_id, p.request_id, p.journal_entry_id, p.cumulative_amount::text, p.price::text, p.signature, p.status::text AS status
       FROM payment p JOIN wanted w ON p.channel_id = w.channel_id AND p.request_id = w.request_id
       UNION ALL
-      SELECT 'amount', p.id, p.channel_id, p.request_id, p.journal_entry_id, p.cumulative_amount::text, p.price::text, p.signature
+      SELECT 'amount', p.id, p.channel_id, p.request_id, p.journal_entry_id, p.cumulative_amount::text, p.price::text, p.signature, p.status::text AS status
       FROM payment p JOIN wanted w ON p.channel_id = w.channel_id AND p.cumulative_amount = w.cumulative_amount
       WHERE p.status = 'ACCEPTED'`;
 
@@ -201,6 +204,7 @@ export async function acceptPaymentsBatch(db: Db, batch: AcceptPaymentInput[]): 
           cumulativeAmount: BigInt(p.cumulative_amount),
           price: BigInt(p.price),
           signature: p.signature,
+          voided: p.status === "VOIDED",
         },
       ]),
     );
@@ -226,6 +230,9 @@ export async function acceptPaymentsBatch(db: Db, batch: AcceptPaymentInput[]): 
       const reject = (code: AcceptRejection, message: string): AcceptPaymentResult => ({ ok: false, code, message });
       const earlier = known.get(requestKey(item.channelId, item.requestId));
       if (earlier) {
+        if (earlier.voided) {
+          return reject("REQUEST_VOIDED", `Request ${item.requestId} was paid and then voided; retry it under a new request id.`);
+        }
         if (earlier.cumulativeAmount === item.cumulativeAmount && earlier.price === item.price && earlier.signature === item.signature) {
           return { ok: true, paymentId: earlier.paymentId, journalEntryId: earlier.journalEntryId, replayed: true };
         }
@@ -284,6 +291,7 @@ export async function acceptPaymentsBatch(db: Db, batch: AcceptPaymentInput[]): 
         cumulativeAmount: item.cumulativeAmount,
         price: item.price,
         signature: item.signature,
+        voided: false,
       });
       return { ok: true, paymentId, journalEntryId, replayed: false };
     });

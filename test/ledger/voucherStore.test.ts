@@ -201,6 +201,16 @@ describeEachDatabase("voucher store", (db) => {
     expect(await balanceOf(db().prisma, accountId.channelOwed(id))).to.equal(20n);
   });
 
+  it("refuses to replay a request whose payment was voided", async () => {
+    const id = await openChannel(db(), 100n);
+    const request = voucher(id, 10n, 10n);
+    const [accepted] = await acceptPaymentsBatch(db().prisma, [request]);
+    if (!accepted?.ok) throw new Error("not accepted");
+    await voidPayment(db().prisma, accepted.paymentId);
+    const [retried] = await acceptPaymentsBatch(db().prisma, [request]);
+    expect(retried).to.include({ ok: false, code: "REQUEST_VOIDED" });
+  });
+
   it("refuses the total of a standing payment, even when an earlier void makes it look due", async () => {
     const id = await openChannel(db(), 100n);
     const [first] = await acceptPaymentsBatch(db().prisma, [voucher(id, 10n, 10n), voucher(id, 20n, 10n)]);
