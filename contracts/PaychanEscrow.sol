@@ -239,18 +239,18 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
         for (uint256 i; i < claims.length; ++i) {
             BatchClaim calldata c = claims[i];
             bytes32 channelId = _channelId(c.payer, payee, token, c.signer, c.withdrawDelay, c.salt);
-            Channel storage ch = _channels[channelId];
-            (uint96 deposit, uint96 claimed, uint64 readyAt) = (ch.deposit, ch.claimed, ch.withdrawReadyAt);
-            SkipReason skip = _skipReason(channelId, deposit, claimed, readyAt, c);
+            address signer = c.signer == address(0) ? c.payer : c.signer;
+            (SkipReason skip, uint256 paid, uint96 totalClaimed) =
+                _tryClaim(channelId, signer, c.cumulativeAmount, c.signature);
             if (skip != SkipReason.None) {
                 emit ClaimSkipped(channelId, skip);
                 continue;
             }
-            uint96 capped = c.cumulativeAmount < deposit ? uint96(c.cumulativeAmount) : deposit;
-            ch.claimed = capped;
-            uint256 paid = capped - claimed;
-            total += paid;
-            emit Claimed(channelId, payee, paid, capped);
+            // Cannot overflow: each payment is below 2^96 and a batch has far fewer than 2^160 entries.
+            unchecked {
+                total += paid;
+            }
+            emit Claimed(channelId, payee, paid, totalClaimed);
         }
         if (total != 0) _send(token, payee, total);
     }
@@ -279,7 +279,7 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
 
     /// @notice The channel id of a configuration on this chain and this deployment.
     function channelIdOf(ChannelConfig calldata cfg) public view returns (bytes32) {
-        return _channelId(cfg.payer, cfg.payee, cfg.token, cfg.signer, cfg.withdrawDelay, cfg.salt);
+        return _hashTypedDataV4(keccak256(abi.encode(CHANNEL_TYPEHASH, cfg)));
     }
 
     /// @notice A channel's state; all zero for a channel never opened.
@@ -289,7 +289,18 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
 
     /// @notice The EIP-712 digest a voucher's signer signs.
     function voucherDigest(bytes32 channelId, uint256 cumulativeAmount) public view returns (bytes32) {
-        return _hashTypedDataV4(keccak256(abi.encode(VOUCHER_TYPEHASH, channelId, cumulativeAmount)));
+        bytes32 typeHash = VOUCHER_TYPEHASH;
+        bytes32 structHash;
+        // keccak256(abi.encode(VOUCHER_TYPEHASH, channelId, cumulativeAmount)), in scratch memory past the
+        // free memory pointer: it runs for every claimed channel, and a batch would otherwise grow memory.
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, typeHash)
+            mstore(add(ptr, 0x20), channelId)
+            mstore(add(ptr, 0x40), cumulativeAmount)
+            structHash := keccak256(ptr, 0x60)
+        }
+        return _hashTypedDataV4(structHash);
     }
 
     /// @notice Whether `signature` is a valid voucher for the channel described by `cfg`.
@@ -355,41 +366,49 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
         }
     }
 
-    /// @dev Verifies a voucher and records the claim; returns what the payee is owed by it. Reverts on
-    /// every reason a single claim cannot pay.
+    /// @dev Verifies a voucher and records the claim; returns what the payee is owed by it, 0 when the
+    /// voucher is not newer than what was claimed. Reverts on every other reason a claim cannot pay.
     function _claim(bytes32 channelId, ChannelConfig calldata cfg, uint256 cumulativeAmount, bytes calldata signature)
         private
         returns (uint256 paid)
     {
-        Channel storage ch = _channels[channelId];
-        (uint96 deposit, uint96 claimed, uint64 readyAt) = (ch.deposit, ch.claimed, ch.withdrawReadyAt);
-        if (deposit == 0 && readyAt == 0) revert UnknownChannel(channelId);
-        if (readyAt == CLOSED) revert ChannelIsClosed(channelId);
-        if (readyAt != 0 && block.timestamp >= readyAt) revert ClaimWindowClosed(channelId, readyAt);
-        uint96 capped = cumulativeAmount < deposit ? uint96(cumulativeAmount) : deposit;
-        if (capped <= claimed) return 0;
         address signer = cfg.signer == address(0) ? cfg.payer : cfg.signer;
-        if (!_isValidSignature(signer, voucherDigest(channelId, cumulativeAmount), signature)) {
-            revert InvalidSignature(channelId);
+        SkipReason skip;
+        uint96 totalClaimed;
+        (skip, paid, totalClaimed) = _tryClaim(channelId, signer, cumulativeAmount, signature);
+        if (skip == SkipReason.NothingNew) return 0;
+        if (skip == SkipReason.UnknownChannel) revert UnknownChannel(channelId);
+        if (skip == SkipReason.ClaimWindowClosed) {
+            uint64 readyAt = _channels[channelId].withdrawReadyAt;
+            if (readyAt == CLOSED) revert ChannelIsClosed(channelId);
+            revert ClaimWindowClosed(channelId, readyAt);
         }
-        ch.claimed = capped;
-        paid = capped - claimed;
-        emit Claimed(channelId, cfg.payee, paid, capped);
+        if (skip == SkipReason.InvalidSignature) revert InvalidSignature(channelId);
+        emit Claimed(channelId, cfg.payee, paid, totalClaimed);
     }
 
-    function _skipReason(bytes32 channelId, uint96 deposit, uint96 claimed, uint64 readyAt, BatchClaim calldata c)
+    /// @dev The one place a voucher is checked against its channel and recorded, for single and batch
+    /// claims alike: it pays the voucher's cumulative amount, capped at the deposit, minus what was
+    /// already claimed. A single claim turns the skip reason into a revert, a batch into an event.
+    function _tryClaim(bytes32 channelId, address signer, uint256 cumulativeAmount, bytes calldata signature)
         private
-        view
-        returns (SkipReason)
+        returns (SkipReason skip, uint256 paid, uint96 totalClaimed)
     {
-        if (deposit == 0 && readyAt == 0) return SkipReason.UnknownChannel;
-        if (readyAt == CLOSED || (readyAt != 0 && block.timestamp >= readyAt)) return SkipReason.ClaimWindowClosed;
-        if ((c.cumulativeAmount < deposit ? c.cumulativeAmount : deposit) <= claimed) return SkipReason.NothingNew;
-        address signer = c.signer == address(0) ? c.payer : c.signer;
-        if (!_isValidSignature(signer, voucherDigest(channelId, c.cumulativeAmount), c.signature)) {
-            return SkipReason.InvalidSignature;
+        Channel storage ch = _channels[channelId];
+        (uint96 deposit, uint96 claimed, uint64 readyAt) = (ch.deposit, ch.claimed, ch.withdrawReadyAt);
+        if (deposit == 0 && readyAt == 0) return (SkipReason.UnknownChannel, 0, claimed);
+        if (readyAt == CLOSED || (readyAt != 0 && block.timestamp >= readyAt)) {
+            return (SkipReason.ClaimWindowClosed, 0, claimed);
         }
-        return SkipReason.None;
+        totalClaimed = cumulativeAmount < deposit ? uint96(cumulativeAmount) : deposit;
+        if (totalClaimed <= claimed) return (SkipReason.NothingNew, 0, claimed);
+        if (!_isValidSignature(signer, voucherDigest(channelId, cumulativeAmount), signature)) {
+            return (SkipReason.InvalidSignature, 0, claimed);
+        }
+        ch.claimed = totalClaimed;
+        unchecked {
+            paid = totalClaimed - claimed; // totalClaimed > claimed, checked above
+        }
     }
 
     /// @dev ECDSA first (65-byte signatures only, low-s only: OpenZeppelin's `tryRecoverCalldata`), then
