@@ -236,12 +236,14 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
         returns (uint256 total)
     {
         _checkPayeeOrOperator(payee);
+        bytes32 domainSeparator = _domainSeparatorV4();
+        uint256 channelWords = _batchChannelWords(payee, token);
         for (uint256 i; i < claims.length; ++i) {
             BatchClaim calldata c = claims[i];
-            bytes32 channelId = _channelId(c.payer, payee, token, c.signer, c.withdrawDelay, c.salt);
-            address signer = c.signer == address(0) ? c.payer : c.signer;
+            (bytes32 channelId, address signer, uint256 cumulativeAmount) =
+                _readBatchEntry(c, channelWords, domainSeparator);
             (SkipReason skip, uint256 paid, uint96 totalClaimed) =
-                _tryClaim(channelId, signer, c.cumulativeAmount, c.signature);
+                _tryClaim(channelId, signer, cumulativeAmount, c.signature);
             if (skip != SkipReason.None) {
                 emit ClaimSkipped(channelId, skip);
                 continue;
@@ -320,15 +322,42 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
 
     // ---------------------------------------------------------------- internals
 
-    function _channelId(
-        address payer,
-        address payee,
-        address token,
-        address signer,
-        uint32 withdrawDelay,
-        bytes32 salt
-    ) private view returns (bytes32) {
-        return _hashTypedDataV4(keccak256(abi.encode(CHANNEL_TYPEHASH, payer, payee, token, signer, withdrawDelay, salt)));
+    /// @dev Allocates the `Channel` struct encoding that a batch hashes once per entry, with the words
+    /// the whole batch shares (type hash, payee, token) written once.
+    function _batchChannelWords(address payee, address token) private pure returns (uint256 words) {
+        bytes32 typeHash = CHANNEL_TYPEHASH;
+        assembly ("memory-safe") {
+            words := mload(0x40)
+            mstore(0x40, add(words, 0xe0))
+            mstore(words, typeHash)
+            mstore(add(words, 0x40), payee)
+            mstore(add(words, 0x60), token)
+        }
+    }
+
+    /// @dev Reads one batch entry straight from calldata: its channel id (payer, signer, withdrawDelay and
+    /// salt copied into `words` and hashed), the address its voucher must be signed by, and its amount.
+    /// The words are not ABI-validated on the way: an address or delay word with dirty high bits hashes
+    /// to an id no `open` can have produced (`open` validates its config), so the entry is skipped as an
+    /// unknown channel before its signer is ever used.
+    function _readBatchEntry(BatchClaim calldata c, uint256 words, bytes32 domainSeparator)
+        private
+        pure
+        returns (bytes32 channelId, address signer, uint256 cumulativeAmount)
+    {
+        assembly ("memory-safe") {
+            calldatacopy(add(words, 0x20), c, 0x20) // payer
+            calldatacopy(add(words, 0x80), add(c, 0x20), 0x60) // signer, withdrawDelay, salt
+            let ptr := mload(0x40)
+            mstore(ptr, hex"1901")
+            mstore(add(ptr, 0x02), domainSeparator)
+            mstore(add(ptr, 0x22), keccak256(words, 0xe0))
+            channelId := keccak256(ptr, 0x42)
+            let addressMask := sub(shl(160, 1), 1)
+            signer := and(calldataload(add(c, 0x20)), addressMask)
+            if iszero(signer) { signer := and(calldataload(c), addressMask) }
+            cumulativeAmount := calldataload(add(c, 0x80))
+        }
     }
 
     function _open(ChannelConfig calldata cfg) private view returns (bytes32 channelId) {

@@ -4,6 +4,7 @@ import { expect } from "chai";
 import { secp256k1 } from "@noble/curves/secp256k1";
 import {
   concat,
+  encodeFunctionData,
   getAddress,
   encodeAbiParameters,
   parseAbiParameters,
@@ -296,6 +297,47 @@ describe("PaychanEscrow signatures", () => {
         [ch.id],
       );
       expect((await f.escrow.read.getChannel([ch.id])).claimed).to.equal(700n);
+    });
+  });
+
+  describe("a channel has exactly one encoding", () => {
+    const dirty = (data: Hex, address: Hex) => {
+      const word = `000000000000000000000000${address.slice(2).toLowerCase()}`;
+      expect(data.includes(word)).to.equal(true);
+      return data.replace(word, `ff${word.slice(2)}`) as Hex;
+    };
+
+    it("refuses a channel config whose address word has dirty high bits", async () => {
+      const f = await deployEscrow();
+      const cfg = channelConfig(f.payer.account.address, f.payee.account.address);
+      const idOf = encodeFunctionData({ abi: f.escrow.abi, functionName: "channelIdOf", args: [cfg] });
+      await f.publicClient.call({ to: f.escrow.address, data: idOf });
+      let rejected = false;
+      try {
+        await f.publicClient.call({ to: f.escrow.address, data: dirty(idOf, cfg.payee) });
+      } catch {
+        rejected = true;
+      }
+      expect(rejected).to.equal(true);
+      const open = encodeFunctionData({ abi: f.escrow.abi, functionName: "open", args: [cfg, 1n] });
+      await f.viem.assertions.revert(f.payer.sendTransaction({ to: f.escrow.address, data: dirty(open, cfg.payee), value: 1n }));
+    });
+
+    it("skips a batch entry whose payer word has dirty high bits as an unknown channel, and pays the clean entries", async () => {
+      const f = await deployEscrow();
+      const clean = await openChannel(f, DEPOSIT);
+      const target = await openChannel(f, DEPOSIT, { payer: f.stranger.account.address });
+      const entry = async (ch: typeof clean) => ({ ...ch.cfg, cumulativeAmount: 100n, signature: await ch.sign(100n) });
+      const data = encodeFunctionData({
+        abi: f.escrow.abi,
+        functionName: "claimBatch",
+        args: [f.payee.account.address, zeroAddress, [await entry(target), await entry(clean)]],
+      });
+      const hash = await f.payee.sendTransaction({ to: f.escrow.address, data: dirty(data, f.stranger.account.address) });
+      await f.viem.assertions.balancesHaveChanged(hash, [{ address: f.escrow.address, amount: -100n }]);
+      await f.viem.assertions.emitWithArgs(hash, f.escrow, "ClaimSkipped", [(id: Hex) => id !== target.id, 1]);
+      await f.viem.assertions.emitWithArgs(hash, f.escrow, "Claimed", [clean.id, f.payee.account.address, 100n, 100n]);
+      expect((await f.escrow.read.getChannel([target.id])).claimed).to.equal(0n);
     });
   });
 
