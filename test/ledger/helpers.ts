@@ -35,9 +35,19 @@ export async function withAdmin<T>(fn: (admin: pg.Client) => Promise<T>): Promis
   }
 }
 
-/** Opens a migrated, empty database of the given kind; closing it also drops a Postgres database. */
+// Starting a PGlite costs a second or more, so every PGlite suite shares one in-memory database;
+// tests never collide because they use fresh ids (`unique`). It is closed after the whole run.
+let sharedPGlite: Promise<Database> | undefined;
+after(async () => {
+  await (await sharedPGlite)?.close();
+});
+
+/** Opens a migrated database of the given kind; closing it drops a Postgres database. */
 export async function openTestDatabase(kind: DatabaseKind): Promise<Database> {
-  if (kind === "pglite") return openDatabase();
+  if (kind === "pglite") {
+    const db = await (sharedPGlite ??= openDatabase());
+    return { ...db, close: async () => {} };
+  }
   const created = await createPostgresDatabase();
   const db = await openDatabase({ url: created.url });
   return {
