@@ -236,12 +236,12 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
         returns (uint256 total)
     {
         _checkPayeeOrOperator(payee);
-        bytes32 domainSeparator = _domainSeparatorV4();
+        bytes32 separator = _domainSeparatorV4();
         uint256 channelWords = _batchChannelWords(payee, token);
         for (uint256 i; i < claims.length; ++i) {
             BatchClaim calldata c = claims[i];
             (bytes32 channelId, address signer, uint256 cumulativeAmount) =
-                _readBatchEntry(c, channelWords, domainSeparator);
+                _readBatchEntry(c, channelWords, separator);
             (SkipReason skip, uint256 paid, uint96 totalClaimed) =
                 _tryClaim(channelId, signer, cumulativeAmount, c.signature);
             if (skip != SkipReason.None) {
@@ -340,7 +340,7 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
     /// The words are not ABI-validated on the way: an address or delay word with dirty high bits hashes
     /// to an id no `open` can have produced (`open` validates its config), so the entry is skipped as an
     /// unknown channel before its signer is ever used.
-    function _readBatchEntry(BatchClaim calldata c, uint256 words, bytes32 domainSeparator)
+    function _readBatchEntry(BatchClaim calldata c, uint256 words, bytes32 separator)
         private
         pure
         returns (bytes32 channelId, address signer, uint256 cumulativeAmount)
@@ -350,7 +350,7 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
             calldatacopy(add(words, 0x80), add(c, 0x20), 0x60) // signer, withdrawDelay, salt
             let ptr := mload(0x40)
             mstore(ptr, hex"1901")
-            mstore(add(ptr, 0x02), domainSeparator)
+            mstore(add(ptr, 0x02), separator)
             mstore(add(ptr, 0x22), keccak256(words, 0xe0))
             channelId := keccak256(ptr, 0x42)
             let addressMask := sub(shl(160, 1), 1)
