@@ -68,6 +68,8 @@ export class PaymentGateway {
   /** Channel records this process has seen. The database stays the authority: acceptance is a
    * compare-and-set there, and a stale entry only costs one reload. */
   private readonly channels = new Map<Hex, ChannelRecord>();
+  /** First sight of a channel reads the chain and writes the store once, however many requests race. */
+  private readonly registering = new Map<Hex, Promise<ChannelRecord>>();
 
   constructor(options: GatewayOptions) {
     this.location = { chainId: options.chainId, escrow: getAddress(options.escrow) };
@@ -269,6 +271,15 @@ export class PaymentGateway {
     if (channelId(config, this.location) !== id) {
       throw new PaymentError("channel_id_mismatch", "The channel id is not the hash of the channel terms.");
     }
+    let registration = this.registering.get(id);
+    if (!registration) {
+      registration = this.register(id, config).finally(() => this.registering.delete(id));
+      this.registering.set(id, registration);
+    }
+    return registration;
+  }
+
+  private async register(id: Hex, config: ChannelConfig): Promise<ChannelRecord> {
     const state = await this.chain.readChannel(id);
     if (state.deposit === 0n && !state.closed) {
       throw new PaymentError("unknown_channel", "No such channel is open on chain; open it and retry.");

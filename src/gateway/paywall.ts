@@ -52,7 +52,10 @@ export function charge(
       authorization = await gateway.authorize(req.get(HEADERS.signature), price, resource);
     } catch (error) {
       if (isPaymentError(error)) return refuse(res, gateway, price, resource, error);
-      return next(error);
+      // The request was fine; the gateway's database or chain was not. Nothing was charged.
+      console.error("paywall: could not authorize a payment:", error);
+      res.setHeader("Retry-After", "1");
+      return refuse(res, gateway, price, resource, new PaymentError("temporarily_unavailable", "The payment service is briefly unavailable; retry in a moment. You were not charged."));
     }
 
     res.setHeader(HEADERS.response, encodeHeader(authorization.receipt));

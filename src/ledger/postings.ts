@@ -196,7 +196,30 @@ export async function accountsOutOfBalance(db: Db): Promise<string[]> {
 export async function inTransaction<T>(db: Db, fn: (tx: Tx) => Promise<T>): Promise<T> {
   // A transaction client lacks $disconnect; its $transaction would nest a savepoint, which PGlite's
   // adapter does not implement and which we do not need.
-  return "$disconnect" in db ? (db as PrismaClient).$transaction(fn) : fn(db);
+  if (!("$disconnect" in db)) return fn(db);
+  // Postgres may abort a transaction to break a deadlock or a write conflict; the transaction did
+  // nothing, so running it again is the remedy. Only whole transactions are retried, never a nested one.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await (db as PrismaClient).$transaction(fn, { maxWait: 10_000, timeout: 15_000 });
+    } catch (error) {
+      if (attempt >= MAX_TRANSACTION_ATTEMPTS || !isRetryable(error)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
+    }
+  }
+}
+
+const MAX_TRANSACTION_ATTEMPTS = 5;
+
+/** Deadlocks (40P01), serialization failures (40001), Prisma's names for them, and a transaction
+ * that could not get a connection in time (P2028 before it began). */
+function isRetryable(error: unknown): boolean {
+  const e = error as { code?: string; message?: string; meta?: { driverAdapterError?: { cause?: { kind?: string; originalCode?: string } } } };
+  if (e?.code === "P2034") return true;
+  if (e?.code === "P2028" && /unable to start a transaction/i.test(String(e.message))) return true;
+  const cause = e?.meta?.driverAdapterError?.cause;
+  if (cause?.kind === "TransactionWriteConflict") return true;
+  return cause?.originalCode === "40P01" || cause?.originalCode === "40001" || /\b(40P01|40001)\b/.test(String((error as Error)?.message));
 }
 
 function validate(input: EntryInput): PostingLine[] {

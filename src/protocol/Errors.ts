@@ -21,6 +21,7 @@ export const errorStatus = {
   cumulative_mismatch: 402,
   voucher_replayed: 402,
   price_unavailable: 500,
+  temporarily_unavailable: 503,
 } as const;
 
 export type PaymentErrorCode = keyof typeof errorStatus;
