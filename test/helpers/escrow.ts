@@ -7,11 +7,11 @@ import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
 import { channelId, escrowDomain, type ChannelConfig, type EscrowLocation } from "../../src/protocol/Channel.js";
 import { signVoucher, voucherTypes } from "../../src/protocol/Voucher.js";
 
-export const connection = await network.create();
+const connection = await network.create();
 const { viem, networkHelpers } = connection;
 
-/** What each payer starts with, in TestToken base units (6 decimals). */
-export const TOKEN_BALANCE = 1_000_000_000_000n;
+/** What the payer starts with, in TestToken base units (6 decimals). */
+const TOKEN_BALANCE = 1_000_000_000_000n;
 
 async function escrowFixture() {
   const publicClient = await viem.getPublicClient();
@@ -97,10 +97,4 @@ export async function openChannel(
     return payer.signTypedData({ domain: escrowDomain(f.location), types: voucherTypes, primaryType: "Voucher", message });
   };
   return { cfg, id, key, sign, hash };
-}
-
-/** Gas-exact ETH accounting: what a transaction cost its sender. */
-export async function feeOf(f: EscrowFixture, hash: Hex): Promise<bigint> {
-  const receipt = await f.publicClient.waitForTransactionReceipt({ hash });
-  return receipt.gasUsed * receipt.effectiveGasPrice;
 }
