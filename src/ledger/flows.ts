@@ -10,7 +10,8 @@
 // | claim             | CHANNEL_OWED (+ CHANNEL_AVAILABLE for   | ESCROW_HOLDINGS                 |
 // |                   |   any part beyond what was accepted)    |                                 |
 // |                   | PAYEE_WALLET                            | PAYEE_REVENUE                   |
-// | refund to payer   | CHANNEL_AVAILABLE                       | ESCROW_HOLDINGS                 |
+// | refund to payer   | CHANNEL_AVAILABLE (+ CHANNEL_OWED for   | ESCROW_HOLDINGS                 |
+// |                   |   accepted vouchers never claimed)      |                                 |
 // | gas fee (native)  | GAS_EXPENSE                             | PAYEE_WALLET                    |
 // | fiat top-up, card | FIAT_CASH                               | FIAT_PAYABLE (the customer)     |
 // | payout            | FIAT_PAYABLE                            | FIAT_CASH                       |
@@ -71,15 +72,18 @@ export function claim({
   return { kind: "CLAIM", postings };
 }
 
-/** The unspent deposit returned to the payer when the channel closes. */
-export function refund({ channelId, escrow, asset, amount }: ChannelMoney): Flow {
-  return {
-    kind: "REFUND",
-    postings: [
-      { account: accountId.channelAvailable(channelId), asset, debit: amount },
-      { account: accountId.escrow(escrow, asset), asset, credit: amount },
-    ],
-  };
+/**
+ * The unspent deposit returned to the payer when the channel closes. With `available` (the balance of
+ * CHANNEL_AVAILABLE), a refund larger than it takes the rest from CHANNEL_OWED, as it was on chain:
+ * vouchers accepted but not claimed before the close went back to the payer, never to be revenue.
+ */
+export function refund({ channelId, escrow, asset, amount, available }: ChannelMoney & { available?: bigint }): Flow {
+  const fromAvailable = available !== undefined && available < amount ? available : amount;
+  const postings: PostingInput[] = [];
+  if (fromAvailable > 0n) postings.push({ account: accountId.channelAvailable(channelId), asset, debit: fromAvailable });
+  if (amount > fromAvailable) postings.push({ account: accountId.channelOwed(channelId), asset, debit: amount - fromAvailable });
+  postings.push({ account: accountId.escrow(escrow, asset), asset, credit: amount });
+  return { kind: "REFUND", postings };
 }
 
 /** Native coin a wallet of the operator spent on a transaction (a claim, a close). */
