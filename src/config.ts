@@ -42,6 +42,18 @@ export const configSchema = z.object({
   WATCHTOWER_MARGIN_SECONDS: seconds.default(1_800),
   CONFIRMATIONS: z.coerce.number().int().min(0).default(2),
   POLL_INTERVAL_MS: z.coerce.number().int().min(50).default(2_000),
+  /** Channels per claimBatch transaction. */
+  SETTLE_BATCH_SIZE: z.coerce.number().int().min(1).max(500).default(100),
+  /** Re-sign a claim not mined after this long, same nonce, fees +12.5%. */
+  FEE_BUMP_AFTER_SECONDS: seconds.default(60),
+  /** The block the chain watcher starts from: the escrow's deployment block (`paychan deploy` prints it). */
+  WATCH_FROM_BLOCK: z
+    .string()
+    .regex(/^[0-9]+$/, "must be a block number")
+    .transform((s) => BigInt(s))
+    .default(0n),
+  /** Blocks per eth_getLogs request; many providers cap the range. */
+  LOG_BLOCK_RANGE: z.coerce.number().int().min(1).default(2_000),
 });
 
 export type Config = z.output<typeof configSchema>;
