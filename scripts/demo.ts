@@ -1,19 +1,22 @@
 // The whole loop on embedded defaults: Hardhat's in-process chain and PGlite. A seller puts one route
-// behind the paywall; a buyer opens a channel with one wallet transaction and pays 120 requests with
-// session-key vouchers over real HTTP; the seller's books and the chain are printed at the end.
-// Run: npm run demo
+// behind the paywall; three buyers each open a channel with one wallet transaction and pay requests
+// with session-key vouchers over real HTTP; the settlement worker claims all channels in one batch,
+// the chain watcher mirrors the claim into the ledger, a payer's withdrawal is caught by the
+// watchtower, and reconciliation prints a clean report. Run: npm run demo
 import type { AddressInfo } from "node:net";
 import { network } from "hardhat";
 import { formatEther, parseEther, type PublicClient } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import { escrowAbi } from "../src/chain/escrowAbi.js";
 import { openChannel, type Wallet } from "../src/client/channel.js";
 import { createPaidFetch } from "../src/client/paidFetch.js";
 import { loadConfig } from "../src/config.js";
 import { balances, trialBalance } from "../src/ledger/postings.js";
 import { HEADERS, decodeReceipt } from "../src/protocol/wire.js";
-import { createApp, startPaychan } from "../src/server.js";
+import { formatReport } from "../src/ledger/reconcile.js";
+import { createApp, createSettlement, reconcilePaychan, startPaychan } from "../src/server.js";
 
-const REQUESTS = 120;
+const REQUESTS = 120; // by the first buyer; the two others pay 20 each
 const PRICE = parseEther("0.00001"); // per request, in wei
 const started = performance.now();
 const step = (text: string) => console.log(`\n▸ ${text}`);
@@ -22,7 +25,7 @@ const eth = (wei: bigint) => `${formatEther(wei)} ETH`;
 step("Starting an in-process chain and deploying PaychanEscrow");
 const { viem } = await network.create();
 const publicClient = (await viem.getPublicClient()) as unknown as PublicClient;
-const [, buyerWallet, sellerWallet] = await viem.getWalletClients();
+const [deployer, buyerWallet, sellerWallet, secondBuyer, thirdBuyer] = await viem.getWalletClients();
 const escrow = await viem.deployContract("PaychanEscrow");
 console.log(`  escrow ${escrow.address} on chain ${await publicClient.getChainId()}`);
 
@@ -32,6 +35,7 @@ const config = loadConfig({
   ESCROW_ADDRESS: escrow.address,
   PAYEE_ADDRESS: sellerWallet!.account.address,
   MIN_WITHDRAW_DELAY: "3600",
+  CONFIRMATIONS: "0", // the in-process chain mines each transaction at once and never reorgs
 });
 const paychan = await startPaychan(config, { publicClient });
 const app = createApp(
@@ -80,17 +84,59 @@ for (const [asset, t] of await trialBalance(paychan.db.prisma)) {
   console.log(`  trial balance ${asset}: debits ${eth(t.debits)} = credits ${eth(t.credits)} ${t.debits === t.credits ? "✔" : "✘"}`);
 }
 
-step("Settlement: the seller claims the latest voucher and closes the channel cooperatively");
-const stored = (await paychan.db.prisma.channel.findUnique({ where: { id: channel.id } }))!;
-const buyerBefore = await publicClient.getBalance({ address: buyerWallet!.account.address });
-const hash = await escrow.write.close([channel.config, BigInt(stored.latestVoucherAmount.toFixed()), stored.latestVoucherSignature as `0x${string}`], {
-  account: sellerWallet!.account,
-});
-const receipt = await publicClient.waitForTransactionReceipt({ hash });
-const state = await escrow.read.getChannel([channel.id]);
-const refunded = (await publicClient.getBalance({ address: buyerWallet!.account.address })) - buyerBefore;
-console.log(`  claimed ${eth(state.claimed)} for ${REQUESTS} requests in one transaction (${receipt.gasUsed} gas)`);
-console.log(`  refunded ${eth(refunded)} to the buyer; channel closed`);
+step("Two more buyers open channels and pay 20 requests each");
+const others = [];
+for (const wallet of [secondBuyer!, thirdBuyer!]) {
+  const key = privateKeyToAccount(generatePrivateKey());
+  const opened = await openChannel({
+    wallet: wallet as unknown as Wallet,
+    publicClient,
+    escrow: escrow.address,
+    payee: sellerWallet!.account.address,
+    signer: key.address,
+    amount: parseEther("0.001"),
+    withdrawDelay: 86_400,
+  });
+  const pay = createPaidFetch({ channel: opened, signer: key, maxPrice: PRICE });
+  for (let i = 0; i < 20; i++) if ((await pay(url)).status !== 200) throw new Error("payment refused");
+  others.push({ wallet, opened, pay });
+  console.log(`  ${wallet.account.address}: channel ${opened.id.slice(0, 18)}…, paid ${eth(20n * PRICE)}`);
+}
+
+step("Settlement: the seller authorizes an operator key, which claims every channel in one batch");
+const operator = privateKeyToAccount(generatePrivateKey());
+await deployer!.sendTransaction({ to: operator.address, value: parseEther("1") });
+await sellerWallet!.writeContract({ address: escrow.address, abi: escrowAbi, functionName: "setOperator", args: [operator.address, true] });
+const settlement = createSettlement(paychan, { account: operator, log: (line) => console.log(`  · ${line}`) });
+const sellerBefore = await publicClient.getBalance({ address: sellerWallet!.account.address });
+const settled = await settlement.settleNow();
+const claimedTotal = (await publicClient.getBalance({ address: sellerWallet!.account.address })) - sellerBefore;
+const claimTx = settled.transactions.find((t) => t.action === "confirmed" && t.hash);
+const gasUsed = claimTx?.hash && (await publicClient.getTransactionReceipt({ hash: claimTx.hash })).gasUsed;
+console.log(`  seller received ${eth(claimedTotal)} for ${REQUESTS + 40} requests in one claimBatch transaction (${gasUsed} gas)`);
+
+step("Watchtower: a payer starts withdrawing; its latest vouchers are claimed at once");
+const last = others[1]!;
+for (let i = 0; i < 5; i++) await last.pay(url);
+await last.wallet.writeContract({ address: escrow.address, abi: escrowAbi, functionName: "requestWithdrawal", args: [last.opened.config] });
+const watchtower = await settlement.runOnce();
+for (const batch of watchtower.round.decided) console.log(`  claimed ${eth(batch.total)} on ${batch.items.length} channel (${batch.trigger})`);
+await settlement.settleNow();
+const after = await escrow.read.getChannel([last.opened.id]);
+console.log(`  on chain: claimed ${eth(after.claimed)} of the ${eth(25n * PRICE)} paid; the payer gets the rest back after the delay`);
+
+step("The seller's ledger after settlement");
+for (const b of (await balances(paychan.db.prisma)).values()) {
+  if (b.balance !== 0n) console.log(`  ${b.account.padEnd(96)} ${b.kind.padEnd(17)} ${eth(b.balance)}`);
+}
+for (const [asset, t] of await trialBalance(paychan.db.prisma)) {
+  console.log(`  trial balance ${asset}: debits ${eth(t.debits)} = credits ${eth(t.credits)} ${t.debits === t.credits ? "✔" : "✘"}`);
+}
+
+step("Reconciliation: chain, ledger and voucher store compared");
+const report = await reconcilePaychan(paychan);
+console.log(formatReport(report).replace(/^/gm, "  "));
+if (!report.ok) process.exitCode = 1;
 
 server.close();
 await paychan.close();
