@@ -2,8 +2,9 @@
 // (src/ledger/txStore.ts) and carries each to a final receipt:
 //
 //   QUEUED ──estimate, take a nonce, sign, RECORD──► PENDING ──broadcast──► mined ──confirmations──► CONFIRMED
-//                                                       │  not mined for bumpAfterSeconds: re-sign the same
-//                                                       │  nonce with fees +12.5% (record, then broadcast)
+//                                                       │  not mined for bumpAfterSeconds and outbid by the
+//                                                       │  market: re-sign the same nonce with fees +12.5%
+//                                                       │  (record, then broadcast)
 //                                                       └─ nonce taken by a transaction none of ours: FAILED
 //
 // The signed bytes and their hash are recorded before every broadcast, so after a crash the next
@@ -46,7 +47,8 @@ export type TxManagerOptions = {
   chainId: number;
   /** Blocks on top of the receipt's block before a transaction is final. */
   confirmations: number;
-  /** Re-sign a transaction with higher fees when it is not mined after this long (default 60). */
+  /** Re-sign a transaction with higher fees when it is not mined after this long and the market's
+   * fees have risen past its own (default 60). */
   bumpAfterSeconds?: number;
   /** Runs in the database transaction that records a final receipt. */
   onFinal?: (tx: Tx, final: FinalTx) => Promise<void>;
@@ -153,13 +155,17 @@ export class TxManager {
     }
     const latest = tx.attempts[0]!;
     if (Date.now() - latest.createdAt.getTime() >= this.bumpAfterMs) {
+      // Outbid only a market that moved past our bid: a transaction waiting for another reason (an
+      // earlier nonce, a node that lost it) would otherwise climb 12.5% a round without end.
       const current = await client.estimateFeesPerGas();
-      const maxPriorityFeePerGas = max(bump(latest.maxPriorityFeePerGas), current.maxPriorityFeePerGas);
-      const maxFeePerGas = max(bump(latest.maxFeePerGas), current.maxFeePerGas, maxPriorityFeePerGas);
-      const replacement = { ...(await this.sign(tx, nonce, latest.gasLimit, { maxFeePerGas, maxPriorityFeePerGas })), nonce };
-      await recordAttempt(prisma, tx.id, replacement);
-      const detail = await this.broadcast(replacement);
-      return { ...event, action: "bumped", hash: replacement.hash, detail };
+      if (current.maxFeePerGas > latest.maxFeePerGas || current.maxPriorityFeePerGas > latest.maxPriorityFeePerGas) {
+        const maxPriorityFeePerGas = max(bump(latest.maxPriorityFeePerGas), current.maxPriorityFeePerGas);
+        const maxFeePerGas = max(bump(latest.maxFeePerGas), current.maxFeePerGas, maxPriorityFeePerGas);
+        const replacement = { ...(await this.sign(tx, nonce, latest.gasLimit, { maxFeePerGas, maxPriorityFeePerGas })), nonce };
+        await recordAttempt(prisma, tx.id, replacement);
+        const detail = await this.broadcast(replacement);
+        return { ...event, action: "bumped", hash: replacement.hash, detail };
+      }
     }
     if (!(await this.known(latest.hash))) {
       const detail = await this.broadcast(latest);

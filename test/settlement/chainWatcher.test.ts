@@ -127,7 +127,7 @@ describe("chain watcher and watchtower [postgres]", function () {
     expect(await owedOf(paychan, channels[0]!.id)).to.equal(0n);
   });
 
-  it("re-signs a claim stuck in the mempool at the same nonce with fees 12.5% higher, and books the one that lands", async () => {
+  it("re-signs a claim that a fee spike left behind at the same nonce with fees 12.5% higher, and books the one that lands", async () => {
     const { paychan, settlement, payee, settler } = await start({ env: { FEE_BUMP_AFTER_SECONDS: "0" } });
     const channels = await openChannels(chain, payee, 2);
     await settlement.watcher.syncOnce();
@@ -137,6 +137,11 @@ describe("chain watcher and watchtower [postgres]", function () {
       await settlement.worker.decide({ manual: true });
       const [sent] = await settlement.txManager.process();
       expect(sent!.action).to.equal("sent");
+      const [patient] = await settlement.txManager.process();
+      expect(patient!.action, "no bump while the bid still matches the market").to.equal("waiting");
+      // The base fee jumps past the claim's maxFeePerGas: the next block leaves it out.
+      await rpc("hardhat_setNextBlockBaseFeePerGas", [`0x${(200n * 10n ** 9n).toString(16)}`]);
+      await chain.networkHelpers.mine(1);
       const [bumped] = await settlement.txManager.process();
       expect(bumped!.action).to.equal("bumped");
       expect(bumped!.nonce).to.equal(sent!.nonce);
