@@ -10,6 +10,7 @@ import {
   deployEscrow,
   entriesOfKind,
   expectBalancedLedger,
+  finish,
   fundedAccount,
   nonceOf,
   openChannels,
@@ -121,6 +122,28 @@ describe("settlement in batches [postgres]", function () {
     const deposits = await entriesOfKind(paychan, "DEPOSIT", [channel!.id]);
     expect(deposits.map((e) => e.idempotencyKey.split(":")[0])).to.deep.equal(["deposit", "chain"]);
     expect(await balanceOf(paychan.db.prisma, accountId.channelAvailable(channel!.id))).to.equal(seen.deposit + PRICE);
+  });
+
+  it("claims everything unclaimed once per interval, and a restarted worker keeps the schedule", async () => {
+    const test = await start({ env: { SETTLE_INTERVAL_SECONDS: "3600" } });
+    const { paychan, settlement, payee } = test;
+    const channels = await openChannels(chain, payee, 2);
+    await settlement.watcher.syncOnce();
+    await pay(paychan, chain, channels, 1);
+
+    expect((await settlement.runOnce()).round.decided, "the interval starts counting").to.have.length(0);
+    await chain.networkHelpers.time.increase(3600);
+    const due = await settlement.runOnce();
+    expect(due.round.decided.map((b) => [b.trigger, b.items.length])).to.deep.equal([["INTERVAL", 2]]);
+    await finish(settlement);
+
+    await pay(paychan, chain, channels, 1);
+    const restarted = restart(test);
+    expect((await restarted.runOnce()).round.decided, "the last interval run is in the outbox, not in memory").to.have.length(0);
+    await chain.networkHelpers.time.increase(3600);
+    expect((await restarted.runOnce()).round.decided.map((b) => [b.trigger, b.items.length])).to.deep.equal([["INTERVAL", 2]]);
+    await finish(restarted);
+    for (const c of channels) expect(await claimedOnChain(chain, c.id)).to.equal(2n * PRICE);
   });
 
   describe("crashes", () => {

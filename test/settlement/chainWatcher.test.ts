@@ -42,6 +42,26 @@ describe("chain watcher and watchtower [postgres]", function () {
 
   const rpc = (method: string, params: unknown[] = []) => chain.connection.provider.request({ method, params });
 
+  it("mirrors an event only once CONFIRMATIONS blocks are on top of it, and finalizes a claim only then", async () => {
+    const { paychan, settlement, payee } = await start({ env: { CONFIRMATIONS: "2" } });
+    const [channel] = await openChannels(chain, payee, 1);
+    expect((await settlement.watcher.syncOnce()).mirrored, "0 confirmations").to.equal(0);
+    await chain.networkHelpers.mine(1);
+    expect((await settlement.watcher.syncOnce()).mirrored, "1 confirmation").to.equal(0);
+    await chain.networkHelpers.mine(1);
+    expect((await settlement.watcher.syncOnce()).mirrored, "2 confirmations").to.equal(1);
+
+    await pay(paychan, chain, [channel!], 1);
+    await settlement.worker.decide({ manual: true });
+    expect((await settlement.txManager.process()).map((t) => t.action)).to.deep.equal(["sent"]);
+    expect((await settlement.txManager.process()).map((t) => t.action)).to.deep.equal(["mined"]);
+    await chain.networkHelpers.mine(2);
+    expect((await settlement.txManager.process()).map((t) => t.action)).to.deep.equal(["confirmed"]);
+    expect(await entriesOfKind(paychan, "CLAIM", [channel!.id]), "the claim's block has just 2 confirmations").to.have.length(0);
+    await settlement.watcher.syncOnce();
+    expect(await entriesOfKind(paychan, "CLAIM", [channel!.id])).to.have.length(1);
+  });
+
   it("undoes a reorg that dropped a mirrored claim and top-up with reversing entries, rewinds the cursor, and claims again", async () => {
     const { paychan, settlement, payee } = await start();
     const channels = await openChannels(chain, payee, 4);
