@@ -8,6 +8,7 @@ import { maxUint256, parseSignature, toHex, zeroAddress, type Address, type Hex 
 import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
 import { channelId, type ChannelConfig } from "../src/protocol/Channel.js";
 import { signVoucher } from "../src/protocol/Voucher.js";
+import { permitTypes } from "../src/client/channel.js";
 
 const INTRINSIC_GAS = 21_000n;
 const DEPOSIT = 100_000_000n;
@@ -95,15 +96,7 @@ const ethChannel = await open(1, zeroAddress, "open ETH");
   const channel = newChannel(permitPayer.account.address, token.address);
   const signature = await permitPayer.signTypedData({
     domain: { name: "Test USD", version: "1", chainId: location.chainId, verifyingContract: token.address },
-    types: {
-      Permit: [
-        { name: "owner", type: "address" },
-        { name: "spender", type: "address" },
-        { name: "value", type: "uint256" },
-        { name: "nonce", type: "uint256" },
-        { name: "deadline", type: "uint256" },
-      ],
-    },
+    types: permitTypes,
     primaryType: "Permit",
     message: { owner: permitPayer.account.address, spender: escrow.address, value: DEPOSIT, nonce: 0n, deadline: maxUint256 },
   });

@@ -8,9 +8,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { randomBytes } from "node:crypto";
 import { network } from "hardhat";
-import pg from "pg";
 import secp256k1 from "secp256k1";
 import { hexToBytes, keccak256, parseEther, toHex, type Hex, type PublicClient } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
@@ -19,25 +17,13 @@ import { loadConfig } from "../../src/config.js";
 import { voucherDigester } from "../../src/gateway/signatures.js";
 import { HEADERS, X402_VERSION, decodePaymentRequired, encodeHeader } from "../../src/protocol/wire.js";
 import { createApp, startPaychan } from "../../src/server.js";
+import { freshPostgres } from "./freshPostgres.js";
 
 const SECONDS = Number(process.env.SECONDS ?? 8);
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 32);
 const VOUCHERS_PER_CONNECTION = Number(process.env.VOUCHERS ?? 2500);
 const PRICE = 1_000_000_000n;
 
-async function freshPostgres(): Promise<{ url: string; drop: () => Promise<void> }> {
-  if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL, drop: async () => {} };
-  const admin = "postgres://postgres@127.0.0.1:5432/test";
-  const name = `paychan_bench_${randomBytes(4).toString("hex")}`;
-  const run = async (sql: string) => {
-    const client = new pg.Client({ connectionString: admin });
-    await client.connect();
-    await client.query(sql);
-    await client.end();
-  };
-  await run(`CREATE DATABASE ${name}`);
-  return { url: admin.replace(/\/test$/, `/${name}`), drop: () => run(`DROP DATABASE ${name} WITH (FORCE)`) };
-}
 
 const { viem } = await network.create();
 const publicClient = (await viem.getPublicClient()) as unknown as PublicClient;

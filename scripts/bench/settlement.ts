@@ -7,7 +7,6 @@
 // Run: npm run bench:settlement   (env: CHANNELS=1000 REQUESTS=100, DATABASE_URL else a fresh Postgres)
 import { randomBytes } from "node:crypto";
 import { network } from "hardhat";
-import pg from "pg";
 import { createWalletClient, custom, encodeFunctionData, formatGwei, parseEther, toHex, zeroAddress, type Hex, type PublicClient } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { escrowAbi } from "../../src/chain/escrowAbi.js";
@@ -16,6 +15,7 @@ import { acceptPaymentsBatch, type AcceptPaymentInput } from "../../src/ledger/v
 import { channelId, type ChannelConfig } from "../../src/protocol/Channel.js";
 import { signVoucher } from "../../src/protocol/Voucher.js";
 import { createSettlement, reconcilePaychan, startPaychan } from "../../src/server.js";
+import { freshPostgres } from "./freshPostgres.js";
 
 const CHANNELS = Number(process.env.CHANNELS ?? 1000);
 const REQUESTS = Number(process.env.REQUESTS ?? 100);
@@ -27,19 +27,6 @@ const publicClient = (await viem.getPublicClient()) as unknown as PublicClient;
 const [deployer, payer] = await viem.getWalletClients();
 const chainId = await publicClient.getChainId();
 
-async function freshPostgres(): Promise<{ url: string; drop: () => Promise<void> }> {
-  if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL, drop: async () => {} };
-  const admin = "postgres://postgres@127.0.0.1:5432/test";
-  const name = `paychan_bench_${randomBytes(4).toString("hex")}`;
-  const run = async (sql: string) => {
-    const client = new pg.Client({ connectionString: admin });
-    await client.connect();
-    await client.query(sql);
-    await client.end();
-  };
-  await run(`CREATE DATABASE ${name}`);
-  return { url: admin.replace(/\/test$/, `/${name}`), drop: () => run(`DROP DATABASE ${name} WITH (FORCE)`) };
-}
 
 /** A funded local account (the payee, which also sends its own claims). */
 async function fundedAccount() {

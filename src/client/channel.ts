@@ -108,6 +108,17 @@ async function confirm(publicClient: PublicClient, hash: Hex) {
   if (receipt.status !== "success") throw new Error(`transaction ${hash} reverted`);
 }
 
+/** EIP-2612's typed data. */
+export const permitTypes = {
+  Permit: [
+    { name: "owner", type: "address" },
+    { name: "spender", type: "address" },
+    { name: "value", type: "uint256" },
+    { name: "nonce", type: "uint256" },
+    { name: "deadline", type: "uint256" },
+  ],
+} as const;
+
 const permitAbi = [
   { type: "function", name: "nonces", stateMutability: "view", inputs: [{ name: "owner", type: "address" }], outputs: [{ type: "uint256" }] },
   { type: "function", name: "name", stateMutability: "view", inputs: [], outputs: [{ type: "string" }] },
@@ -137,15 +148,7 @@ async function signPermit(wallet: Wallet, publicClient: PublicClient, token: Add
   const signature = await wallet.signTypedData({
     account: wallet.account,
     domain: { name: domain[1], version: domain[2], chainId: Number(domain[3]), verifyingContract: domain[4] },
-    types: {
-      Permit: [
-        { name: "owner", type: "address" },
-        { name: "spender", type: "address" },
-        { name: "value", type: "uint256" },
-        { name: "nonce", type: "uint256" },
-        { name: "deadline", type: "uint256" },
-      ],
-    },
+    types: permitTypes,
     primaryType: "Permit",
     message: { owner: wallet.account.address, spender, value, nonce, deadline },
   });
