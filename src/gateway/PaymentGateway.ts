@@ -68,6 +68,8 @@ export class PaymentGateway {
   /** Channel records this process has seen. The database stays the authority: acceptance is a
    * compare-and-set there, and a stale entry only costs one reload. */
   private readonly channels = new Map<Hex, ChannelRecord>();
+  /** Whether a payer has code (an ERC-1271 wallet), so forged vouchers cannot make every request an RPC call. */
+  private readonly contractWallets = new Map<Address, boolean>();
   /** First sight of a channel reads the chain and writes the store once, however many requests race. */
   private readonly registering = new Map<Hex, Promise<ChannelRecord>>();
 
@@ -254,9 +256,18 @@ export class PaymentGateway {
     const recovered = recoverSigner(this.digest(voucher.channelId, voucher.cumulativeAmount), hexToBytes(voucher.signature));
     if (recovered === signer) return;
     // A payer that signs for itself may be an ERC-1271 wallet: only the escrow can judge that.
-    const contractWallet = config.signer === zeroAddress && (await this.chain.hasCode(config.payer));
+    const contractWallet = config.signer === zeroAddress && (await this.isContractWallet(config.payer));
     if (contractWallet && (await this.chain.isValidVoucher(config, voucher.cumulativeAmount, voucher.signature))) return;
     throw new PaymentError("invalid_signature", "The voucher is not signed by the channel's signer.");
+  }
+
+  private async isContractWallet(payer: Address): Promise<boolean> {
+    let known = this.contractWallets.get(payer);
+    if (known === undefined) {
+      known = await this.chain.hasCode(payer);
+      this.contractWallets.set(payer, known);
+    }
+    return known;
   }
 
   /** The channel named by a voucher, checked against the configuration the client sent. */
