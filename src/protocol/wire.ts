@@ -28,9 +28,14 @@ const bytes32 = z
   .string()
   .refine((s) => isHex(s, { strict: true }) && s.length === 66, "must be 32 bytes of 0x-hex")
   .transform((s) => s.toLowerCase() as Hex);
+// Whole bytes only: "0x" + an odd number of digits is not a byte string. viem would pad it on the left
+// and verify it, so the gateway would serve and store a signature no other encoder reads the same way.
 const signature = z
   .string()
-  .refine((s) => isHex(s, { strict: true }) && s.length >= 4 && s.length <= 2 + 2 * 1024, "must be 0x-hex")
+  .refine(
+    (s) => isHex(s, { strict: true }) && s.length % 2 === 0 && s.length >= 4 && s.length <= 2 + 2 * 1024,
+    "must be 0x-hex of whole bytes",
+  )
   .transform((s) => s as Hex);
 const amount = z
   .string()
