@@ -25,7 +25,9 @@ export function paywall(gateway: PaymentGateway, routes: Record<string, RouteSpe
     if (!METHODS.includes(method)) throw new Error(`paywall: unknown method in route "${key}"`);
     router[method](path, charge(gateway, typeof spec === "object" && "price" in spec ? spec : { price: spec }));
   }
-  return router;
+  // A Router answers OPTIONS for its paths by itself; a CORS preflight must reach the app's own handlers.
+  const paysOptions = Object.keys(routes).some((key) => /^options\s/i.test(key.trim()));
+  return (req, res, next) => (req.method === "OPTIONS" && !paysOptions ? next() : router(req, res, next));
 }
 
 /** The middleware for one route; use it directly as `app.get(path, charge(gateway, {price}), handler)`. */

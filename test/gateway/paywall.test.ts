@@ -1,4 +1,6 @@
+import type { AddressInfo } from "node:net";
 import { expect } from "chai";
+import express from "express";
 import { getAddress, keccak256, toHex, type Hex } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { openDatabase, type Database } from "../../src/ledger/db.js";
@@ -16,6 +18,7 @@ import {
   type PaymentRequirements,
 } from "../../src/protocol/wire.js";
 import { createPostgresDatabase, describeEachDatabase } from "../ledger/helpers.js";
+import { paywall } from "../../src/gateway/paywall.js";
 import { deployEscrow, type EscrowFixture } from "../helpers/escrow.js";
 import { PRICE, buyerFetch, openBuyerChannel, startSeller, type Buyer, type Seller } from "../helpers/seller.js";
 
@@ -109,6 +112,27 @@ describeEachDatabase("paywall over HTTP", (db) => {
   it("leaves unpriced routes alone", async () => {
     const response = await fetch(`${seller.url}/free`);
     expect(response.status).to.equal(200);
+  });
+
+  it("lets a CORS preflight for a paywalled path reach the app's own OPTIONS handler", async () => {
+    const app = express();
+    app.use(paywall(seller.gateway, { "GET /quote": PRICE }));
+    app.options("/quote", (_req, res) => {
+      res.setHeader("Access-Control-Allow-Origin", "*");
+      res.setHeader("Access-Control-Allow-Headers", HEADERS.signature);
+      res.sendStatus(204);
+    });
+    const server = app.listen(0, "127.0.0.1");
+    await new Promise((resolve) => server.once("listening", resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const preflight = await fetch(`http://127.0.0.1:${port}/quote`, { method: "OPTIONS" });
+      expect(preflight.status).to.equal(204);
+      expect(preflight.headers.get("access-control-allow-headers")).to.equal(HEADERS.signature);
+      expect((await fetch(`http://127.0.0.1:${port}/quote`)).status).to.equal(402);
+    } finally {
+      server.close();
+    }
   });
 
   it("paywalls the route however its path is spelled (case, trailing slash, query)", async () => {
