@@ -46,17 +46,11 @@ export type Authorization = {
   receipt: Receipt;
 };
 
-/** The ledger's asset key for a token on a chain. */
-export function assetKey(chainId: number, token: Address): string {
-  return token === zeroAddress ? `eip155:${chainId}/native` : `eip155:${chainId}/erc20:${getAddress(token)}`;
-}
-
 export class PaymentGateway {
   readonly location: EscrowLocation;
   readonly network: string;
   readonly payee: Address;
   readonly asset: Address;
-  readonly assetKey: string;
   readonly minWithdrawDelay: number;
   private readonly closingMargin: bigint;
   private readonly maxTimeoutSeconds: number;
@@ -78,7 +72,6 @@ export class PaymentGateway {
     this.network = networkOf(options.chainId);
     this.payee = getAddress(options.payee);
     this.asset = getAddress(options.asset);
-    this.assetKey = assetKey(options.chainId, this.asset);
     this.minWithdrawDelay = options.minWithdrawDelay ?? 86_400;
     this.closingMargin = BigInt(options.closingMarginSeconds ?? 3_600);
     this.maxTimeoutSeconds = options.maxTimeoutSeconds ?? 60;
@@ -159,7 +152,6 @@ export class PaymentGateway {
         expectedCumulative: expected,
         price,
         voucher,
-        asset: this.assetKey,
         resource: resource.url,
       });
       if (!result.ok) {

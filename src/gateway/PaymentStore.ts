@@ -30,8 +30,6 @@ export type AcceptRequest = {
   expectedCumulative: bigint;
   price: bigint;
   voucher: SignedVoucher;
-  /** Ledger asset key, e.g. `eip155:31337/native`. */
-  asset: string;
   resource: string;
 };
 

@@ -7,6 +7,7 @@ import { openDatabase, type Database } from "../../src/ledger/db.js";
 import { accountId } from "../../src/ledger/accounts.js";
 import { balanceOf, trialBalance } from "../../src/ledger/postings.js";
 import { toBigInt } from "../../src/ledger/amount.js";
+import { nativeAsset } from "../../src/ledger/asset.js";
 import { channelId, type ChannelConfig } from "../../src/protocol/Channel.js";
 import { signVoucher } from "../../src/protocol/Voucher.js";
 import {
@@ -80,7 +81,7 @@ describeEachDatabase("paywall over HTTP", (db) => {
     expect(payments).to.equal(30);
     expect(await balanceOf(db().prisma, accountId.channelOwed(id))).to.equal(30n * PRICE);
     const trial = await trialBalance(db().prisma);
-    expect((trial.get(seller.gateway.assetKey)?.debits ?? 0n) > 0n).to.equal(true);
+    expect((trial.get(nativeAsset(chain.location.chainId))?.debits ?? 0n) > 0n).to.equal(true);
     for (const [asset, row] of trial) expect(row.debits, asset).to.equal(row.credits);
 
     const stored = await storedChannel(db(), id);
