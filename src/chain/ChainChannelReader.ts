@@ -7,7 +7,8 @@ import { escrowAbi } from "./escrowAbi.js";
 
 export const CLOSED = 2n ** 64n - 1n;
 
-export function chainStateOf(raw: { deposit: bigint; claimed: bigint; withdrawReadyAt: bigint }): ChainChannelState {
+/** Decodes getChannel's slot: withdrawReadyAt is 0 while open, CLOSED once settled for good. */
+function chainStateOf(raw: { deposit: bigint; claimed: bigint; withdrawReadyAt: bigint }): ChainChannelState {
   return {
     deposit: raw.deposit,
     claimedOnChain: raw.claimed,
@@ -22,8 +23,9 @@ export class ChainChannelReader implements ChannelReader {
     private readonly escrow: Address,
   ) {}
 
-  async readChannel(id: Hex): Promise<ChainChannelState> {
-    const raw = await this.client.readContract({ address: this.escrow, abi: escrowAbi, functionName: "getChannel", args: [id] });
+  /** A channel's state, at the latest block or as of `blockNumber`. */
+  async readChannel(id: Hex, blockNumber?: bigint): Promise<ChainChannelState> {
+    const raw = await this.client.readContract({ address: this.escrow, abi: escrowAbi, functionName: "getChannel", args: [id], blockNumber });
     return chainStateOf(raw);
   }
 

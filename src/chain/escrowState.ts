@@ -3,9 +3,7 @@
 import type { Address, Hex, PublicClient } from "viem";
 import type { ChannelChainState } from "../ledger/voucherStore.js";
 import type { ChainView } from "../ledger/reconcile.js";
-import type { ChannelConfig } from "../protocol/Channel.js";
-import { CLOSED } from "./ChainChannelReader.js";
-import { escrowAbi } from "./escrowAbi.js";
+import { ChainChannelReader } from "./ChainChannelReader.js";
 
 export async function readChannelStates(
   client: PublicClient,
@@ -14,18 +12,14 @@ export async function readChannelStates(
   blockNumber?: bigint,
   concurrency = 16,
 ): Promise<Map<Hex, ChannelChainState>> {
+  const reader = new ChainChannelReader(client, escrow);
   const states = new Map<Hex, ChannelChainState>();
   let next = 0;
   const worker = async () => {
     while (next < channelIds.length) {
       const id = channelIds[next++]!;
-      const raw = await client.readContract({ address: escrow, abi: escrowAbi, functionName: "getChannel", args: [id], blockNumber });
-      states.set(id, {
-        deposit: raw.deposit,
-        claimedOnChain: raw.claimed,
-        withdrawReadyAt: raw.withdrawReadyAt === 0n || raw.withdrawReadyAt === CLOSED ? null : raw.withdrawReadyAt,
-        closed: raw.withdrawReadyAt === CLOSED,
-      });
+      const state = await reader.readChannel(id, blockNumber);
+      states.set(id, { ...state, withdrawReadyAt: state.withdrawReadyAt ?? null });
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, channelIds.length) }, worker));
@@ -34,18 +28,14 @@ export async function readChannelStates(
 
 /** The chain as reconciliation sees it (src/ledger/reconcile.ts). */
 export function escrowChainView(client: PublicClient, escrow: Address): ChainView {
+  const reader = new ChainChannelReader(client, escrow);
   return {
     async head() {
       const block = await client.getBlock({ blockTag: "latest" });
       return { number: block.number, timestamp: block.timestamp };
     },
     channels: (ids, blockNumber) => readChannelStates(client, escrow, ids, blockNumber),
-    async isValidVoucher(config: ChannelConfig, cumulativeAmount: bigint, signature: Hex) {
-      return client.readContract({ address: escrow, abi: escrowAbi, functionName: "isValidVoucher", args: [config, cumulativeAmount, signature] });
-    },
-    async hasCode(address: Address) {
-      const code = await client.getCode({ address });
-      return code !== undefined && code !== "0x";
-    },
+    isValidVoucher: (config, cumulativeAmount, signature) => reader.isValidVoucher(config, cumulativeAmount, signature),
+    hasCode: (address) => reader.hasCode(address),
   };
 }
