@@ -17,8 +17,6 @@ export type ChannelConfig = {
 /** Where a channel lives: one chain, one escrow deployment. */
 export type EscrowLocation = { chainId: number; escrow: Address };
 
-export const NATIVE_TOKEN: Address = zeroAddress;
-
 export function escrowDomain({ chainId, escrow }: EscrowLocation): TypedDataDomain {
   return { name: "paychan", version: "1", chainId, verifyingContract: escrow };
 }

@@ -1,6 +1,6 @@
 // The voucher: an EIP-712 `Voucher(bytes32 channelId, uint256 cumulativeAmount)` signed by the
 // channel's signer. Amounts are cumulative per channel, so a newer voucher supersedes every older one.
-import { hashTypedData, recoverAddress, type Hex, type LocalAccount } from "viem";
+import { hashTypedData, type Hex, type LocalAccount } from "viem";
 import { escrowDomain, type EscrowLocation } from "./Channel.js";
 
 export type Voucher = { channelId: Hex; cumulativeAmount: bigint };
@@ -35,9 +35,4 @@ export async function signVoucher(
     message: voucher,
   });
   return { ...voucher, signature };
-}
-
-/** The reference (pure JS) recovery; the gateway's hot path uses `fastRecover`, checked against this. */
-export async function recoverVoucherSigner(voucher: SignedVoucher, location: EscrowLocation) {
-  return recoverAddress({ hash: voucherDigest(voucher, location), signature: voucher.signature });
 }

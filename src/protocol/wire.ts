@@ -2,7 +2,7 @@
 // headers carrying base64 JSON) with paychan's own scheme, "paychan". docs/PROTOCOL.md is the prose
 // version of this file. Amounts are decimal strings of base units; they become bigint here.
 // Runs in Node and in browsers (no Buffer).
-import { getAddress, isAddress, isHex, type Address, type Hex } from "viem";
+import { getAddress, isAddress, isHex, type Hex } from "viem";
 import { z } from "zod";
 import { PaymentError } from "./Errors.js";
 import type { ChannelConfig } from "./Channel.js";
@@ -198,4 +198,3 @@ export function chainIdOf(network: string): number {
   return Number(network.slice("eip155:".length));
 }
 
-export type { Address };
