@@ -48,23 +48,37 @@ await new Promise((resolve) => server.once("listening", resolve));
 const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/quote`;
 console.log(`  seller ${sellerWallet!.account.address} serving ${url} at ${eth(PRICE)} a request`);
 
+/** A buyer: a fresh session key, one wallet transaction to open a channel, and a fetch that pays. */
+async function openBuyer(wallet: typeof buyerWallet, deposit: bigint) {
+  const session = privateKeyToAccount(generatePrivateKey());
+  const channel = await openChannel({
+    wallet: wallet as unknown as Wallet,
+    publicClient,
+    escrow: escrow.address,
+    payee: sellerWallet!.account.address,
+    signer: session.address,
+    amount: deposit,
+    withdrawDelay: 86_400,
+  });
+  return { wallet: wallet!, session, channel, pay: createPaidFetch({ channel, signer: session, maxPrice: PRICE }) };
+}
+
+async function printLedger(skipZero: boolean) {
+  for (const b of (await balances(paychan.db.prisma)).values()) {
+    if (!skipZero || b.balance !== 0n) console.log(`  ${b.account.padEnd(96)} ${b.kind.padEnd(17)} ${eth(b.balance)}`);
+  }
+  for (const [asset, t] of await trialBalance(paychan.db.prisma)) {
+    console.log(`  trial balance ${asset}: debits ${eth(t.debits)} = credits ${eth(t.credits)} ${t.debits === t.credits ? "✔" : "✘"}`);
+  }
+}
+
 step("Buyer: a session key, and one wallet transaction to open a channel");
-const session = privateKeyToAccount(generatePrivateKey());
-const channel = await openChannel({
-  wallet: buyerWallet as unknown as Wallet,
-  publicClient,
-  escrow: escrow.address,
-  payee: sellerWallet!.account.address,
-  signer: session.address,
-  amount: parseEther("0.01"),
-  withdrawDelay: 86_400,
-});
+const { session, channel, pay: paidFetch } = await openBuyer(buyerWallet, parseEther("0.01"));
 console.log(`  channel ${channel.id}\n  deposit ${eth(parseEther("0.01"))}, vouchers signed by session key ${session.address}`);
 
 step(`Buyer pays ${REQUESTS} requests, each with a voucher (no wallet prompt)`);
 const unpaid = await fetch(url);
 console.log(`  without payment: HTTP ${unpaid.status} with a ${HEADERS.required} header`);
-const paidFetch = createPaidFetch({ channel, signer: session, maxPrice: PRICE });
 const payStart = performance.now();
 let lastReceipt;
 for (let i = 1; i <= REQUESTS; i++) {
@@ -77,30 +91,15 @@ const paySeconds = (performance.now() - payStart) / 1000;
 console.log(`  ${REQUESTS} paid requests in ${paySeconds.toFixed(2)} s (${Math.round(REQUESTS / paySeconds)}/s, one HTTP round trip each after the first)`);
 
 step("The seller's ledger (double entry, every voucher a journal entry)");
-for (const b of (await balances(paychan.db.prisma)).values()) {
-  console.log(`  ${b.account.padEnd(96)} ${b.kind.padEnd(17)} ${eth(b.balance)}`);
-}
-for (const [asset, t] of await trialBalance(paychan.db.prisma)) {
-  console.log(`  trial balance ${asset}: debits ${eth(t.debits)} = credits ${eth(t.credits)} ${t.debits === t.credits ? "✔" : "✘"}`);
-}
+await printLedger(false);
 
 step("Two more buyers open channels and pay 20 requests each");
 const others = [];
-for (const wallet of [secondBuyer!, thirdBuyer!]) {
-  const key = privateKeyToAccount(generatePrivateKey());
-  const opened = await openChannel({
-    wallet: wallet as unknown as Wallet,
-    publicClient,
-    escrow: escrow.address,
-    payee: sellerWallet!.account.address,
-    signer: key.address,
-    amount: parseEther("0.001"),
-    withdrawDelay: 86_400,
-  });
-  const pay = createPaidFetch({ channel: opened, signer: key, maxPrice: PRICE });
-  for (let i = 0; i < 20; i++) if ((await pay(url)).status !== 200) throw new Error("payment refused");
-  others.push({ wallet, opened, pay });
-  console.log(`  ${wallet.account.address}: channel ${opened.id.slice(0, 18)}…, paid ${eth(20n * PRICE)}`);
+for (const wallet of [secondBuyer, thirdBuyer]) {
+  const buyer = await openBuyer(wallet, parseEther("0.001"));
+  for (let i = 0; i < 20; i++) if ((await buyer.pay(url)).status !== 200) throw new Error("payment refused");
+  others.push(buyer);
+  console.log(`  ${buyer.wallet.account.address}: channel ${buyer.channel.id.slice(0, 18)}…, paid ${eth(20n * PRICE)}`);
 }
 
 step("Settlement: the seller authorizes an operator key, which claims every channel in one batch");
@@ -118,20 +117,15 @@ console.log(`  seller received ${eth(claimedTotal)} for ${REQUESTS + 40} request
 step("Watchtower: a payer starts withdrawing; its latest vouchers are claimed at once");
 const last = others[1]!;
 for (let i = 0; i < 5; i++) await last.pay(url);
-await last.wallet.writeContract({ address: escrow.address, abi: escrowAbi, functionName: "requestWithdrawal", args: [last.opened.config] });
+await last.wallet.writeContract({ address: escrow.address, abi: escrowAbi, functionName: "requestWithdrawal", args: [last.channel.config] });
 const watchtower = await settlement.runOnce();
 for (const batch of watchtower.round.decided) console.log(`  claimed ${eth(batch.total)} on ${batch.items.length} channel (${batch.trigger})`);
 await settlement.settleNow();
-const after = await escrow.read.getChannel([last.opened.id]);
+const after = await escrow.read.getChannel([last.channel.id]);
 console.log(`  on chain: claimed ${eth(after.claimed)} of the ${eth(25n * PRICE)} paid; the payer gets the rest back after the delay`);
 
 step("The seller's ledger after settlement");
-for (const b of (await balances(paychan.db.prisma)).values()) {
-  if (b.balance !== 0n) console.log(`  ${b.account.padEnd(96)} ${b.kind.padEnd(17)} ${eth(b.balance)}`);
-}
-for (const [asset, t] of await trialBalance(paychan.db.prisma)) {
-  console.log(`  trial balance ${asset}: debits ${eth(t.debits)} = credits ${eth(t.credits)} ${t.debits === t.credits ? "✔" : "✘"}`);
-}
+await printLedger(true);
 
 step("Reconciliation: chain, ledger and voucher store compared");
 const report = await reconcilePaychan(paychan);
