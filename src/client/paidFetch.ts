@@ -1,6 +1,8 @@
 // A `fetch` that pays: it answers a 402 by signing the channel's next voucher with the session key
 // and retrying, remembers the accepted total between calls, and, once it knows a route's price,
-// pays up front so later calls take one round trip instead of two. Works in Node and browsers.
+// pays up front so later calls take one round trip instead of two. A paid request whose connection
+// fails is sent again unchanged, which the server serves without charging twice. Works in Node and
+// browsers.
 import type { LocalAccount } from "viem";
 import { PaymentError } from "../protocol/Errors.js";
 import { signVoucher } from "../protocol/Voucher.js";
@@ -35,6 +37,8 @@ export type PaidFetchOptions = {
 export type PaidFetch = typeof globalThis.fetch & { state(): Promise<ChannelState> };
 
 const MAX_ATTEMPTS = 3;
+/** Identical resends of a paid request whose connection failed (fetch throws a TypeError). */
+const NETWORK_RETRIES = 2;
 
 export function createPaidFetch(options: PaidFetchOptions): PaidFetch {
   const { channel, signer, maxPrice } = options;
@@ -67,7 +71,23 @@ export function createPaidFetch(options: PaidFetchOptions): PaidFetch {
     };
     const headers = new Headers(request.headers);
     headers.set(HEADERS.signature, encodeHeader(payload));
-    return fetchImpl(new Request(request, { headers }));
+    return sendPaid(new Request(request, { headers }));
+  }
+
+  /**
+   * Sends a paid request; if the connection fails (the server may have committed the payment and
+   * died before answering), sends the identical request again: the server serves an identical retry
+   * within the payment's validity with the original receipt and charges it once.
+   */
+  async function sendPaid(paid: Request): Promise<Response> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fetchImpl(paid.clone());
+      } catch (error) {
+        if (attempt >= NETWORK_RETRIES || !(error instanceof TypeError)) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100 * 3 ** attempt));
+      }
+    }
   }
 
   async function pay(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
