@@ -2,7 +2,7 @@
 // settlement (watcher, settlement worker, transaction manager) over the same pieces. The CLI, the demo
 // and the tests all assemble paychan through here.
 import express, { type Express, type RequestHandler } from "express";
-import { createPublicClient, http, type Hex, type LocalAccount, type PublicClient } from "viem";
+import { createPublicClient, http, type LocalAccount, type PublicClient } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { ChainChannelReader } from "./chain/ChainChannelReader.js";
 import { ChainWatcher, type SyncReport } from "./chain/ChainWatcher.js";
@@ -16,7 +16,8 @@ import { PaymentGateway } from "./gateway/PaymentGateway.js";
 import { paywall, type RouteSpec } from "./gateway/paywall.js";
 import type { MirrorScope } from "./ledger/chainMirror.js";
 import { openDatabase, type Database } from "./ledger/db.js";
-import { PrismaPaymentStore } from "./ledger/PrismaPaymentStore.js";
+import { bookAccepted } from "./ledger/booking.js";
+import { LedgerPaymentStore } from "./ledger/LedgerPaymentStore.js";
 import { reconcile, type ReconcileReport } from "./ledger/reconcile.js";
 import type { DecidedBatch } from "./ledger/settlementStore.js";
 
@@ -35,17 +36,29 @@ export async function startPaychan(config: Config, options: { publicClient?: Pub
   const publicClient = options.publicClient ?? (createPublicClient({ transport: http(config.RPC_URL) }) as PublicClient);
   const chainId = await publicClient.getChainId();
   const db = await openDatabase({ url: config.DATABASE_URL });
+  // Vouchers a previous process accepted but did not live to book.
+  await bookAccepted(db.sql);
+  const store = new LedgerPaymentStore(db, { onBookingError: (error) => console.error(`paychan: booking accepted vouchers failed, retrying: ${String(error)}`) });
   const gateway = new PaymentGateway({
     chainId,
     escrow: config.ESCROW_ADDRESS,
     payee: config.PAYEE_ADDRESS,
     asset: config.ASSET,
-    store: new PrismaPaymentStore(db.prisma),
+    store,
     chain: new ChainChannelReader(publicClient, config.ESCROW_ADDRESS),
     minWithdrawDelay: config.MIN_WITHDRAW_DELAY,
     closingMarginSeconds: config.CLOSING_MARGIN_SECONDS,
   });
-  return { config, db, publicClient, gateway, close: () => db.close() };
+  return {
+    config,
+    db,
+    publicClient,
+    gateway,
+    async close() {
+      await store.close();
+      await db.close();
+    },
+  };
 }
 
 /** An Express app with the paywall in front of `handlers` (keyed like the routes). */
@@ -86,8 +99,9 @@ export function policyOf(config: Config): SettlementPolicy {
 }
 
 /** Chain, ledger and voucher store compared; `ok` is false when money is missing. */
-export function reconcilePaychan(paychan: Paychan): Promise<ReconcileReport> {
+export async function reconcilePaychan(paychan: Paychan): Promise<ReconcileReport> {
   const scope = scopeOf(paychan);
+  await bookAccepted(paychan.db.sql);
   return reconcile(paychan.db.prisma, {
     scope,
     chain: escrowChainView(paychan.publicClient, scope.escrow),
@@ -119,13 +133,14 @@ export type Settlement = {
   stop(): Promise<void>;
 };
 
+const BOOKING_SWEEP_MS = 60_000;
+
 export function createSettlement(paychan: Paychan, options: SettlementOptions = {}): Settlement {
-  const { config, db, publicClient: client, gateway } = paychan;
+  const { config, db, publicClient: client } = paychan;
   const account = options.account ?? (config.SETTLER_PRIVATE_KEY && privateKeyToAccount(config.SETTLER_PRIVATE_KEY));
   if (!account) throw new ConfigError("SETTLER_PRIVATE_KEY is not set: the key that sends claims (the payee, or an operator it approved).");
   const log = options.log ?? (() => {});
   const scope = scopeOf(paychan);
-  const store = new PrismaPaymentStore(db.prisma);
   const txManager = new TxManager({
     prisma: db.prisma,
     client,
@@ -137,8 +152,16 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
     faults: options.faults,
   });
   const worker = new SettlementWorker({ prisma: db.prisma, client, txManager, scope, policy: policyOf(config) });
+  // Books what gateways accepted and did not live to book (they book their own within a second).
+  let sweptAt = 0;
   const settleLoop = new PollingLoop(
     async () => {
+      if (Date.now() - sweptAt >= BOOKING_SWEEP_MS) {
+        const { booked, failed } = await bookAccepted(db.sql);
+        sweptAt = Date.now();
+        if (booked > 0) log(`booked accepted vouchers of ${booked} channel(s) that no gateway had booked`);
+        for (const f of failed) log(`cannot book the accepted vouchers of channel ${f.channelId}: ${f.reason} (reconcile names it)`);
+      }
       const round = await worker.settleOnce();
       for (const batch of round.decided) log(`decided a ${batch.trigger} batch of ${batch.items.length} channels claiming ${batch.total}`);
       for (const e of round.transactions) if (e.action !== "waiting") log(`claim transaction ${e.hash ?? e.chainTxId}: ${e.action}${e.detail ? ` (${e.detail})` : ""}`);
@@ -156,12 +179,6 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
     onWithdrawalRequested: (ids) => {
       log(`withdrawal started on ${ids.length} channel(s): claiming them now`);
       settleLoop.wake();
-    },
-    onChannelsChanged: async (ids) => {
-      for (const id of ids) {
-        const record = await store.loadChannel(id as Hex);
-        if (record) await gateway.refreshFromChain(record);
-      }
     },
     onProgress: ({ to, target, events }) => {
       if (target - to > 0n || events > 0) log(`mirrored blocks up to ${to} of ${target} (${events} events)`);

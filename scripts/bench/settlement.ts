@@ -11,7 +11,8 @@ import { createWalletClient, custom, encodeFunctionData, formatGwei, parseEther,
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { escrowAbi } from "../../src/chain/escrowAbi.js";
 import { loadConfig } from "../../src/config.js";
-import { acceptPaymentsBatch, type AcceptPaymentInput } from "../../src/ledger/voucherStore.js";
+import { acceptVouchers, type VoucherCharge } from "../../src/ledger/acceptVouchers.js";
+import { bookAccepted } from "../../src/ledger/booking.js";
 import { channelId, type ChannelConfig } from "../../src/protocol/Channel.js";
 import { signVoucher } from "../../src/protocol/Voucher.js";
 import { createSettlement, reconcilePaychan, startPaychan } from "../../src/server.js";
@@ -130,17 +131,18 @@ try {
   started = performance.now();
   const filler = toHex(randomBytes(65));
   for (let from = 0; from < CHANNELS; from += 10) {
-    const batch: AcceptPaymentInput[] = [];
+    const batch: VoucherCharge[] = [];
     for (const c of channels.slice(from, from + 10)) {
       for (let r = 1; r <= REQUESTS; r++) {
         const cumulativeAmount = BigInt(r) * PRICE;
         const signature = r === REQUESTS ? (await signVoucher(c.key, { channelId: c.id, cumulativeAmount }, { chainId, escrow: run.address })).signature : filler;
-        batch.push({ channelId: c.id, requestId: `${c.id}:${r}`, cumulativeAmount, price: PRICE, signature });
+        batch.push({ channelId: c.id, requestKey: `GET /item ${r}`, cumulativeAmount, price: PRICE, signature });
       }
     }
-    const results = await acceptPaymentsBatch(paychan.db.prisma, batch);
+    const results = await acceptVouchers(paychan.db.sql, batch, { chainId, closingMarginSeconds: 0 });
     if (!results.every((r) => r.ok)) throw new Error(`refused: ${JSON.stringify(results.find((r) => !r.ok))}`);
   }
+  await bookAccepted(paychan.db.sql);
   console.log(`  ${CHANNELS * REQUESTS} paid requests accepted into the ledger in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 
   // The policy's clock starts; an hour later the interval is due.

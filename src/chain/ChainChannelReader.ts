@@ -1,8 +1,10 @@
-// The gateway's read access to the escrow: channel state on first sight (and on a suspected top-up),
-// and the escrow's own verdict on vouchers signed by ERC-1271 contract wallets.
+// Reads of the escrow: a channel's state (the gateway on first sight and on a suspected top-up; the
+// watcher and reconciliation as of a block), whether an address has code, and the escrow's own
+// verdict on a voucher (reconciliation, for vouchers of ERC-1271 signers).
 import type { Address, Hex, PublicClient } from "viem";
 import type { ChannelConfig } from "../protocol/Channel.js";
-import type { ChainChannelState, ChannelReader } from "../gateway/PaymentStore.js";
+import type { ChannelReader } from "../gateway/PaymentStore.js";
+import type { ChannelChainState as ChainChannelState } from "../ledger/channels.js";
 import { escrowAbi } from "./escrowAbi.js";
 
 export const CLOSED = 2n ** 64n - 1n;
@@ -12,7 +14,7 @@ function chainStateOf(raw: { deposit: bigint; claimed: bigint; withdrawReadyAt: 
   return {
     deposit: raw.deposit,
     claimedOnChain: raw.claimed,
-    withdrawReadyAt: raw.withdrawReadyAt === 0n || raw.withdrawReadyAt === CLOSED ? undefined : raw.withdrawReadyAt,
+    withdrawReadyAt: raw.withdrawReadyAt === 0n || raw.withdrawReadyAt === CLOSED ? null : raw.withdrawReadyAt,
     closed: raw.withdrawReadyAt === CLOSED,
   };
 }

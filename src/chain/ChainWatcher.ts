@@ -19,6 +19,8 @@ import {
   type Cursor,
   type MirrorScope,
 } from "../ledger/chainMirror.js";
+import { recordChainHead } from "../ledger/channels.js";
+import { sqlOf } from "../ledger/sql.js";
 import { escrowAbi } from "./escrowAbi.js";
 import { readChannelStates } from "./escrowState.js";
 
@@ -34,8 +36,6 @@ export type ChainWatcherOptions = {
   blockRange?: bigint;
   /** After a range is committed: channels whose payer started a withdrawal (the watchtower's cue). */
   onWithdrawalRequested?: (channelIds: Hex[]) => void | Promise<void>;
-  /** After a range is committed: channels whose deposit, withdrawal or close changed. */
-  onChannelsChanged?: (channelIds: Hex[]) => void | Promise<void>;
   onProgress?: (progress: SyncProgress) => void;
 };
 
@@ -73,8 +73,10 @@ export class ChainWatcher {
   /** Mirrors every confirmed block not mirrored yet (after undoing a reorg, if there was one). */
   async syncOnce(): Promise<SyncReport> {
     const { client, confirmations } = this.options;
-    const head = await client.getBlockNumber({ cacheTime: 0 });
-    const target = head - BigInt(confirmations);
+    const latest = await client.getBlock({ blockTag: "latest" });
+    // Acceptance measures withdrawal margins in chain time: every process reads this clock.
+    await recordChainHead(sqlOf(this.options.prisma), this.options.scope.chainId, latest.number, latest.timestamp);
+    const target = latest.number - BigInt(confirmations);
     let cursor = await this.cursor();
     const reorg = await this.undoReorg(cursor);
     if (reorg) cursor = await this.cursor();
@@ -89,7 +91,6 @@ export class ChainWatcher {
       report.mirrored += result.mirrored;
       report.replayed += result.replayed;
       report.ignored += result.ignored;
-      if (result.changed.length > 0) await this.options.onChannelsChanged?.(result.changed);
       if (result.withdrawals.length > 0) await this.options.onWithdrawalRequested?.(result.withdrawals);
       this.options.onProgress?.({ from, to, target, events: result.mirrored });
     }

@@ -1,7 +1,7 @@
 // Reads of many channels' on-chain state (getChannel), optionally as of a past block, a few requests
 // at a time: what reorg handling and reconciliation compare the books with.
 import type { Address, Hex, PublicClient } from "viem";
-import type { ChannelChainState } from "../ledger/voucherStore.js";
+import type { ChannelChainState } from "../ledger/channels.js";
 import type { ChainView } from "../ledger/reconcile.js";
 import { ChainChannelReader } from "./ChainChannelReader.js";
 
@@ -19,7 +19,7 @@ export async function readChannelStates(
     while (next < channelIds.length) {
       const id = channelIds[next++]!;
       const state = await reader.readChannel(id, blockNumber);
-      states.set(id, { ...state, withdrawReadyAt: state.withdrawReadyAt ?? null });
+      states.set(id, state);
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, channelIds.length) }, worker));

@@ -1,19 +1,25 @@
-// Group commit: requests that arrive while a database transaction is in flight are committed together
-// in the next one. At low load each request commits alone (no added latency); under load one commit
+// Group commit: requests that arrive while a database statement is in flight are decided together in
+// the next one. At low load each request commits alone (no added latency); under load one statement
 // carries many, which is what lets a paid request cost about as much as an unpaid one.
+//
+// A batch holds at most one request per key (per channel): each voucher builds on the total the
+// previous one left, so a second request on the same channel waits for the next batch, in order.
+
+type Pending<Req, Res> = { request: Req; key: string; resolve: (r: Res) => void; reject: (e: unknown) => void };
 
 export class GroupCommit<Req, Res> {
-  private queue: { request: Req; resolve: (r: Res) => void; reject: (e: unknown) => void }[] = [];
+  private queue: Pending<Req, Res>[] = [];
   private flushing = false;
 
   constructor(
     private readonly commit: (requests: Req[]) => Promise<Res[]>,
+    private readonly keyOf: (request: Req) => string,
     private readonly maxBatch = 256,
   ) {}
 
   submit(request: Req): Promise<Res> {
     return new Promise<Res>((resolve, reject) => {
-      this.queue.push({ request, resolve, reject });
+      this.queue.push({ request, key: this.keyOf(request), resolve, reject });
       if (!this.flushing) void this.flush();
     });
   }
@@ -21,7 +27,7 @@ export class GroupCommit<Req, Res> {
   private async flush(): Promise<void> {
     this.flushing = true;
     while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.maxBatch);
+      const batch = this.take();
       try {
         const results = await this.commit(batch.map((b) => b.request));
         batch.forEach((b, i) => b.resolve(results[i]!));
@@ -30,5 +36,22 @@ export class GroupCommit<Req, Res> {
       }
     }
     this.flushing = false;
+  }
+
+  /** The oldest requests with distinct keys, up to maxBatch; the rest keep their order in the queue. */
+  private take(): Pending<Req, Res>[] {
+    const batch: Pending<Req, Res>[] = [];
+    const keys = new Set<string>();
+    const rest: Pending<Req, Res>[] = [];
+    for (const pending of this.queue) {
+      if (batch.length < this.maxBatch && !keys.has(pending.key)) {
+        keys.add(pending.key);
+        batch.push(pending);
+      } else {
+        rest.push(pending);
+      }
+    }
+    this.queue = rest;
+    return batch;
   }
 }

@@ -1,9 +1,16 @@
 // The seller's side of a paid request, free of any HTTP framework: it states the terms (the 402),
-// decides whether a PAYMENT-SIGNATURE pays for this request, records the payment durably before the
-// handler runs, and voids it if the handler fails. Express is a thin adapter over this (paywall.ts).
+// decides whether a PAYMENT-SIGNATURE pays for this request and, if so, has it accepted durably before
+// the handler runs, and voids it if the handler fails. Express is a thin adapter over this (paywall.ts).
+//
+// What is decided where: the header's form, the terms and the voucher's signature here, in memory
+// (they depend on nothing that changes); whether the voucher is the channel's next one, within its
+// deposit, on a channel neither closed nor closing — in the database, in the accept statement, against
+// the row the watcher keeps (PaymentStore.accept). The cache below may only make a refusal faster.
+import { createHash } from "node:crypto";
 import { getAddress, hexToBytes, zeroAddress, type Address, type Hex } from "viem";
 import { channelId, voucherSigner, type ChannelConfig, type EscrowLocation } from "../protocol/Channel.js";
 import { PaymentError } from "../protocol/Errors.js";
+import type { SignedVoucher } from "../protocol/Voucher.js";
 import {
   SCHEME,
   X402_VERSION,
@@ -13,9 +20,9 @@ import {
   type PaymentRequirements,
   type Receipt,
 } from "../protocol/wire.js";
-import type { SignedVoucher } from "../protocol/Voucher.js";
+import { LruMap, type ChannelCache, type CodeCache } from "./ChannelCache.js";
 import { GroupCommit } from "./GroupCommit.js";
-import type { AcceptRequest, AcceptResult, ChannelReader, ChannelRecord, PaymentStore } from "./PaymentStore.js";
+import type { AcceptOutcome, ChannelReader, ChannelRecord, ChannelSnapshot, PaymentStore, VoucherCharge } from "./PaymentStore.js";
 import { recoverSigner, voucherDigester } from "./signatures.js";
 
 export type GatewayOptions = {
@@ -28,12 +35,13 @@ export type GatewayOptions = {
   chain: ChannelReader;
   /** Channels whose withdrawal delay is shorter are refused (default one day). */
   minWithdrawDelay?: number;
-  /** Stop accepting vouchers this many seconds before a requested withdrawal can finalize, so the
-   * settlement worker has time to claim (default one hour). */
+  /** Stop accepting vouchers this many seconds (of chain time) before a requested withdrawal can
+   * finalize, so the settlement worker has time to claim (default one hour). */
   closingMarginSeconds?: number;
+  /** How long a payment stays valid: an identical retry within it is served again (default 60). */
   maxTimeoutSeconds?: number;
-  /** Clock in seconds; tests move it. */
-  now?: () => number;
+  /** Channels remembered by this process (default 50,000); beyond it the least recently used go. */
+  channelCacheSize?: number;
 };
 
 export type Resource = { url: string; description?: string; mimeType?: string };
@@ -43,6 +51,8 @@ export type Authorization = {
   channelId: Hex;
   price: bigint;
   cumulativeAmount: bigint;
+  /** An identical retry of a request already paid: served again, charged nothing more. */
+  retried: boolean;
   receipt: Receipt;
 };
 
@@ -52,18 +62,15 @@ export class PaymentGateway {
   readonly payee: Address;
   readonly asset: Address;
   readonly minWithdrawDelay: number;
-  private readonly closingMargin: bigint;
+  readonly closingMarginSeconds: number;
   private readonly maxTimeoutSeconds: number;
   private readonly store: PaymentStore;
   private readonly chain: ChannelReader;
-  private readonly now: () => number;
   private readonly digest: (channelId: Hex, cumulativeAmount: bigint) => Uint8Array;
-  private readonly commits: GroupCommit<AcceptRequest, AcceptResult>;
-  /** Channel records this process has seen. The database stays the authority: acceptance is a
-   * compare-and-set there, and a stale entry only costs one reload. */
-  private readonly channels = new Map<Hex, ChannelRecord>();
-  /** Whether a payer has code (an ERC-1271 wallet), so forged vouchers cannot make every request an RPC call. */
-  private readonly contractWallets = new Map<Address, boolean>();
+  private readonly commits: GroupCommit<VoucherCharge, AcceptOutcome>;
+  private readonly channels: ChannelCache;
+  /** Whether an address has code, so forged vouchers cannot make every request an RPC call. */
+  private readonly contracts: CodeCache;
   /** First sight of a channel reads the chain and writes the store once, however many requests race. */
   private readonly registering = new Map<Hex, Promise<ChannelRecord>>();
 
@@ -73,17 +80,19 @@ export class PaymentGateway {
     this.payee = getAddress(options.payee);
     this.asset = getAddress(options.asset);
     this.minWithdrawDelay = options.minWithdrawDelay ?? 86_400;
-    this.closingMargin = BigInt(options.closingMarginSeconds ?? 3_600);
+    this.closingMarginSeconds = options.closingMarginSeconds ?? 3_600;
     this.maxTimeoutSeconds = options.maxTimeoutSeconds ?? 60;
     this.store = options.store;
     this.chain = options.chain;
-    this.now = options.now ?? (() => Math.floor(Date.now() / 1000));
     this.digest = voucherDigester(this.location);
-    this.commits = new GroupCommit((requests) => this.store.acceptBatch(requests));
+    const context = { chainId: options.chainId, closingMarginSeconds: this.closingMarginSeconds };
+    this.commits = new GroupCommit((charges) => this.store.accept(charges, context), (charge) => charge.channelId);
+    this.channels = new LruMap(options.channelCacheSize ?? 50_000);
+    this.contracts = new LruMap(options.channelCacheSize ?? 50_000);
   }
 
   /** The terms for one request, with the server's view of the client's channel when it is known. */
-  requirements(price: bigint, channel?: ChannelRecord): PaymentRequirements {
+  requirements(price: bigint, channel?: { id: Hex; acceptedCumulative: bigint; deposit: bigint }): PaymentRequirements {
     return {
       scheme: SCHEME,
       network: this.network,
@@ -94,6 +103,7 @@ export class PaymentGateway {
       extra: {
         escrow: this.location.escrow,
         minWithdrawDelay: this.minWithdrawDelay,
+        closingMarginSeconds: this.closingMarginSeconds,
         ...(channel && {
           channel: { channelId: channel.id, acceptedCumulative: channel.acceptedCumulative, deposit: channel.deposit },
         }),
@@ -103,81 +113,84 @@ export class PaymentGateway {
 
   /** The body of a PAYMENT-REQUIRED header for a refused or unpaid request. */
   paymentRequired(price: bigint, resource: Resource, error?: PaymentError, channelIdHint?: Hex): PaymentRequired {
-    const channel = channelIdHint ? this.channels.get(channelIdHint) : undefined;
+    const seen = channelIdHint ? this.channels.peek(channelIdHint)?.seen : undefined;
     return {
       x402Version: X402_VERSION,
       ...(error && { error: error.message, code: error.code }),
       resource: { url: resource.url, description: resource.description ?? "", mimeType: resource.mimeType ?? "" },
-      accepts: [this.requirements(price, channel)],
+      accepts: [this.requirements(price, seen && channelIdHint ? { id: channelIdHint, ...seen } : undefined)],
     };
   }
 
   /**
-   * Decides whether `header` pays `price` for this request and, if so, commits the payment durably
-   * before returning. Throws a PaymentError (with a stable code) for every refusal.
+   * Decides whether `header` pays `price` for this request (`method` and `resource.url` identify it)
+   * and, if so, has the payment accepted durably before returning. Throws a PaymentError (with a
+   * stable code) for every refusal.
    */
-  async authorize(header: string | undefined, price: bigint, resource: Resource): Promise<Authorization> {
+  async authorize(header: string | undefined, price: bigint, resource: Resource, method = "GET"): Promise<Authorization> {
     if (header === undefined || header === "") {
       throw new PaymentError("payment_required", "This resource requires payment: send a PAYMENT-SIGNATURE header.");
     }
     const payment = decodePaymentSignature(header);
-    this.checkTerms(payment.accepted.network, payment.accepted.extra.escrow, payment.payload.channel);
     const { channel: config, voucher } = payment.payload;
-    let channel = await this.channelFor(voucher.channelId, config);
+    this.checkOffer(payment.accepted, price);
+    this.checkChannelTerms(config);
+    const cached = await this.channelFor(voucher.channelId, config);
+    if (cached.final) throw cached.final;
+    await this.checkSignature(config, voucher);
 
+    const charge: VoucherCharge = {
+      channelId: voucher.channelId,
+      cumulativeAmount: voucher.cumulativeAmount,
+      price,
+      signature: voucher.signature,
+      requestKey: requestKeyOf(method, resource.url, header),
+    };
     for (let attempt = 0; ; attempt++) {
-      this.checkOpen(channel);
-      const expected = channel.acceptedCumulative;
-      if (voucher.cumulativeAmount !== expected + price) {
-        if (attempt === 0) {
-          channel = await this.reload(channel);
-          continue;
+      const outcome = await this.commits.submit(charge);
+      if (outcome.ok) {
+        cached.seen = { acceptedCumulative: voucher.cumulativeAmount, deposit: outcome.deposit };
+        return this.authorization(config, charge, outcome.paymentId, outcome.deposit, false);
+      }
+      if (outcome.channel) cached.seen = { acceptedCumulative: outcome.channel.acceptedCumulative, deposit: outcome.channel.deposit };
+      switch (outcome.refusal) {
+        case "VOUCHER_REPLAYED": {
+          const earlier = await this.store.findRetry(charge, this.maxTimeoutSeconds);
+          if (earlier && earlier.price === price) return this.authorization(config, charge, earlier.paymentId, earlier.deposit, true);
+          throw this.mismatch("voucher_replayed", voucher.channelId, outcome.channel!, charge);
         }
-        throw this.mismatch(channel, voucher.cumulativeAmount, price);
+        case "EXCEEDS_DEPOSIT":
+          // The payer may have topped up since the watcher last wrote the row: read the chain once.
+          if (attempt === 0 && (await this.refreshDeposit(voucher.channelId, outcome.channel!))) continue;
+          throw new PaymentError(
+            "insufficient_deposit",
+            `Voucher total ${voucher.cumulativeAmount} exceeds the channel's deposit ${outcome.channel!.deposit}; top up the channel.`,
+            { channelId: voucher.channelId, deposit: outcome.channel!.deposit.toString(), acceptedCumulative: outcome.channel!.acceptedCumulative.toString() },
+          );
+        case "CONFLICT":
+          if (attempt < 2) continue;
+          throw this.mismatch("cumulative_mismatch", voucher.channelId, outcome.channel!, charge);
+        case "CUMULATIVE_MISMATCH":
+          throw this.mismatch("cumulative_mismatch", voucher.channelId, outcome.channel!, charge);
+        case "TOTAL_HELD":
+          throw new PaymentError(
+            "cumulative_mismatch",
+            `A charge on this channel was voided while a later one stood, so the total ${charge.cumulativeAmount} is already held by a standing voucher; send requests on a channel one at a time, and open a new channel to continue.`,
+            { channelId: voucher.channelId, acceptedCumulative: outcome.channel!.acceptedCumulative.toString(), price: charge.price.toString() },
+          );
+        case "CHANNEL_CLOSED":
+          throw (cached.final = new PaymentError("channel_closed", "The channel is closed; open a new one."));
+        case "CHANNEL_CLOSING":
+          throw (cached.final = new PaymentError(
+            "channel_closing",
+            "The payer is withdrawing from this channel and its deadline is too close to claim safely; open a new one.",
+            { channelId: voucher.channelId, withdrawReadyAt: outcome.channel!.withdrawReadyAt!.toString() },
+          ));
+        case "CHANNEL_NOT_FOUND":
+          throw new PaymentError("unknown_channel", "No such channel is open on chain; open it and retry.");
+        case "INVALID_PRICE":
+          throw new PaymentError("price_unavailable", `No valid price for this request (${price}).`);
       }
-      if (voucher.cumulativeAmount > channel.deposit) {
-        if (attempt === 0) {
-          channel = await this.refreshFromChain(channel);
-          continue;
-        }
-        throw new PaymentError(
-          "insufficient_deposit",
-          `Voucher total ${voucher.cumulativeAmount} exceeds the channel's deposit ${channel.deposit}; top up the channel.`,
-          { channelId: channel.id, deposit: channel.deposit.toString(), acceptedCumulative: expected.toString() },
-        );
-      }
-      await this.checkSignature(config, voucher);
-      const result = await this.commits.submit({
-        channel,
-        expectedCumulative: expected,
-        price,
-        voucher,
-        resource: resource.url,
-      });
-      if (!result.ok) {
-        channel = this.remember(result.current);
-        if (attempt === 0) continue;
-        throw this.mismatch(channel, voucher.cumulativeAmount, price);
-      }
-      channel = this.remember({ ...channel, acceptedCumulative: voucher.cumulativeAmount });
-      return {
-        paymentId: result.paymentId,
-        channelId: channel.id,
-        price,
-        cumulativeAmount: voucher.cumulativeAmount,
-        receipt: {
-          success: true,
-          scheme: SCHEME,
-          network: this.network,
-          payer: config.payer,
-          transaction: "",
-          channelId: channel.id,
-          paymentId: result.paymentId,
-          charged: price,
-          cumulativeAmount: voucher.cumulativeAmount,
-          remaining: channel.deposit - voucher.cumulativeAmount,
-        },
-      };
     }
   }
 
@@ -185,23 +198,61 @@ export class PaymentGateway {
   async complete(authorization: Authorization, status: number): Promise<void> {
     if (status < 500) return;
     await this.store.voidPayment(authorization.paymentId, `handler answered ${status}`);
-    const stored = await this.store.loadChannel(authorization.channelId);
-    if (stored) this.remember(stored);
+    const cached = this.channels.peek(authorization.channelId);
+    if (cached?.seen) cached.seen = undefined;
   }
 
-  /** Refreshes a channel's chain state (used by the chain watcher and on a suspected top-up). */
-  async refreshFromChain(channel: ChannelRecord): Promise<ChannelRecord> {
-    const state = await this.chain.readChannel(channel.id);
-    return this.remember(await this.store.upsertChannel({ ...channel, ...state }));
+  private authorization(config: ChannelConfig, charge: VoucherCharge, paymentId: string, deposit: bigint, retried: boolean): Authorization {
+    return {
+      paymentId,
+      channelId: charge.channelId,
+      price: charge.price,
+      cumulativeAmount: charge.cumulativeAmount,
+      retried,
+      receipt: {
+        success: true,
+        scheme: SCHEME,
+        network: this.network,
+        payer: config.payer,
+        transaction: "",
+        channelId: charge.channelId,
+        paymentId,
+        charged: charge.price,
+        cumulativeAmount: charge.cumulativeAmount,
+        remaining: deposit > charge.cumulativeAmount ? deposit - charge.cumulativeAmount : 0n,
+      },
+    };
   }
 
-  private checkTerms(network: string, escrow: Address, config: ChannelConfig): void {
-    if (network !== this.network) {
-      throw new PaymentError("wrong_network", `This gateway is paid on ${this.network}, not ${network}.`);
+  /** The `accepted` entry must be what this gateway offers for this request, field by field. */
+  private checkOffer(accepted: PaymentRequirements, price: bigint): void {
+    if (accepted.network !== this.network) {
+      throw new PaymentError("wrong_network", `This gateway is paid on ${this.network}, not ${accepted.network}.`);
     }
-    if (escrow !== this.location.escrow) {
+    if (accepted.extra.escrow !== this.location.escrow) {
       throw new PaymentError("wrong_escrow", `This gateway uses the escrow at ${this.location.escrow}.`);
     }
+    const offered = this.requirements(price);
+    const differs = (
+      [
+        ["amount", accepted.amount, offered.amount],
+        ["asset", accepted.asset, offered.asset],
+        ["payTo", accepted.payTo, offered.payTo],
+        ["maxTimeoutSeconds", accepted.maxTimeoutSeconds, offered.maxTimeoutSeconds],
+        ["extra.minWithdrawDelay", accepted.extra.minWithdrawDelay, offered.extra.minWithdrawDelay],
+      ] as const
+    ).find(([, theirs, ours]) => theirs !== ours);
+    if (differs) {
+      const [field, theirs, ours] = differs;
+      throw new PaymentError(
+        "terms_mismatch",
+        `The payment accepts ${field} = ${String(theirs)}, but this request's terms say ${String(ours)}; pay the terms of the latest 402.`,
+        { field },
+      );
+    }
+  }
+
+  private checkChannelTerms(config: ChannelConfig): void {
     if (config.payee !== this.payee) {
       throw new PaymentError("wrong_payee", `The channel must pay ${this.payee}.`);
     }
@@ -216,97 +267,98 @@ export class PaymentGateway {
     }
   }
 
-  private checkOpen(channel: ChannelRecord): void {
-    if (channel.closed) throw new PaymentError("channel_closed", "The channel is closed; open a new one.");
-    const readyAt = channel.withdrawReadyAt;
-    if (readyAt !== undefined && BigInt(this.now()) + this.closingMargin >= readyAt) {
-      throw new PaymentError("channel_closing", "The payer is withdrawing from this channel; open a new one.", {
-        channelId: channel.id,
-        withdrawReadyAt: readyAt.toString(),
-      });
-    }
-  }
-
-  private mismatch(channel: ChannelRecord, cumulative: bigint, price: bigint): PaymentError {
-    const details = { channelId: channel.id, acceptedCumulative: channel.acceptedCumulative.toString(), price: price.toString() };
-    if (cumulative <= channel.acceptedCumulative) {
+  private mismatch(code: "voucher_replayed" | "cumulative_mismatch", id: Hex, channel: ChannelSnapshot, charge: VoucherCharge): PaymentError {
+    const details = { channelId: id, acceptedCumulative: channel.acceptedCumulative.toString(), price: charge.price.toString() };
+    const next = channel.acceptedCumulative + charge.price;
+    if (code === "voucher_replayed") {
       return new PaymentError(
         "voucher_replayed",
-        `This voucher (total ${cumulative}) was already paid for; the next must total ${channel.acceptedCumulative + price}.`,
+        `This voucher (total ${charge.cumulativeAmount}) was already paid for; the next must total ${next}.`,
         details,
       );
     }
     return new PaymentError(
       "cumulative_mismatch",
-      `The voucher must total ${channel.acceptedCumulative + price} (accepted so far ${channel.acceptedCumulative} plus the price ${price}), not ${cumulative}.`,
+      `The voucher must total ${next} (accepted so far ${channel.acceptedCumulative} plus the price ${charge.price}), not ${charge.cumulativeAmount}.`,
       details,
     );
   }
 
+  /**
+   * Only an ECDSA signature by the channel's signer is accepted: the escrow checks ECDSA before
+   * ERC-1271, so such a voucher stays claimable whatever the payer's wallet does later. A contract
+   * wallet's own ERC-1271 signature could be revoked after the request was served (an owner rotated,
+   * a wallet that says "valid" only in eth_call): such a payer must name a session key as signer.
+   */
   private async checkSignature(config: ChannelConfig, voucher: SignedVoucher): Promise<void> {
-    const signer = voucherSigner(config).toLowerCase();
+    const signer = voucherSigner(config);
     const recovered = recoverSigner(this.digest(voucher.channelId, voucher.cumulativeAmount), hexToBytes(voucher.signature));
-    if (recovered === signer) return;
-    // A payer that signs for itself may be an ERC-1271 wallet: only the escrow can judge that.
-    const contractWallet = config.signer === zeroAddress && (await this.isContractWallet(config.payer));
-    if (contractWallet && (await this.chain.isValidVoucher(config, voucher.cumulativeAmount, voucher.signature))) return;
+    if (recovered === signer.toLowerCase()) return;
+    if (await this.hasCode(signer)) {
+      throw new PaymentError(
+        "session_key_required",
+        `The channel's signer ${signer} is a contract, whose signatures it could revoke after being served: open a channel whose signer is a session key (an EOA).`,
+      );
+    }
     throw new PaymentError("invalid_signature", "The voucher is not signed by the channel's signer.");
   }
 
-  private async isContractWallet(payer: Address): Promise<boolean> {
-    let known = this.contractWallets.get(payer);
+  private async hasCode(address: Address): Promise<boolean> {
+    let known = this.contracts.get(address);
     if (known === undefined) {
-      known = await this.chain.hasCode(payer);
-      this.contractWallets.set(payer, known);
+      known = await this.chain.hasCode(address);
+      this.contracts.set(address, known);
     }
     return known;
   }
 
-  /** The channel named by a voucher, checked against the configuration the client sent. */
-  private async channelFor(id: Hex, config: ChannelConfig): Promise<ChannelRecord> {
-    const known = this.channels.get(id) ?? (await this.store.loadChannel(id));
-    if (known) {
-      if (!sameConfig(known.config, config)) {
-        throw new PaymentError("channel_id_mismatch", "The channel terms do not match the channel id.");
-      }
-      return this.remember(known);
+  /** The channel named by a voucher, checked against the terms the client sent. */
+  private async channelFor(id: Hex, config: ChannelConfig) {
+    let cached = this.channels.get(id);
+    if (!cached) {
+      const stored = (await this.store.loadChannel(id)) ?? (await this.register(id, config));
+      cached = { config: stored.config };
+      this.channels.set(id, cached);
     }
+    if (!sameConfig(cached.config, config)) {
+      throw new PaymentError("channel_id_mismatch", "The channel terms do not match the channel id.");
+    }
+    return cached;
+  }
+
+  private register(id: Hex, config: ChannelConfig): Promise<ChannelRecord> {
     if (channelId(config, this.location) !== id) {
       throw new PaymentError("channel_id_mismatch", "The channel id is not the hash of the channel terms.");
     }
     let registration = this.registering.get(id);
     if (!registration) {
-      registration = this.register(id, config).finally(() => this.registering.delete(id));
+      registration = (async () => {
+        const state = await this.chain.readChannel(id);
+        if (state.deposit === 0n && !state.closed) {
+          throw new PaymentError("unknown_channel", "No such channel is open on chain; open it and retry.");
+        }
+        return this.store.saveChannel({ id, chainId: this.location.chainId, escrow: this.location.escrow, config, ...state });
+      })().finally(() => this.registering.delete(id));
       this.registering.set(id, registration);
     }
     return registration;
   }
 
-  private async register(id: Hex, config: ChannelConfig): Promise<ChannelRecord> {
+  /** Re-reads a channel's deposit from the chain; true if it grew (a top-up the watcher has not written yet). */
+  private async refreshDeposit(id: Hex, seen: ChannelSnapshot): Promise<boolean> {
+    const stored = await this.store.loadChannel(id);
+    if (!stored) return false;
     const state = await this.chain.readChannel(id);
-    if (state.deposit === 0n && !state.closed) {
-      throw new PaymentError("unknown_channel", "No such channel is open on chain; open it and retry.");
-    }
-    return this.remember(
-      await this.store.upsertChannel({
-        id,
-        chainId: this.location.chainId,
-        escrow: this.location.escrow,
-        config,
-        acceptedCumulative: 0n,
-        ...state,
-      }),
-    );
+    if (state.deposit <= seen.deposit) return false;
+    await this.store.saveChannel({ ...stored, ...state });
+    return true;
   }
+}
 
-  private async reload(channel: ChannelRecord): Promise<ChannelRecord> {
-    return this.remember((await this.store.loadChannel(channel.id)) ?? channel);
-  }
-
-  private remember(channel: ChannelRecord): ChannelRecord {
-    this.channels.set(channel.id, channel);
-    return channel;
-  }
+/** What identifies a paid request for its retries: sha256 of its method, URL and payment header,
+ * so only a byte-identical resend counts as a retry; the same voucher respelled is a replay. */
+function requestKeyOf(method: string, url: string, header: string): string {
+  return createHash("sha256").update(`${method.toUpperCase()} ${url}\n${header}`).digest("base64url");
 }
 
 function sameConfig(a: ChannelConfig, b: ChannelConfig): boolean {

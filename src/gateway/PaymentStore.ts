@@ -1,55 +1,30 @@
-// What the gateway needs from durable storage. The Prisma implementation lives in src/ledger; the
-// contract here is what makes acceptance safe across several gateway processes on one database:
-// `acceptBatch` advances each channel's accepted total only from the value the caller saw
-// (compare-and-set), in one transaction with the payment row and its journal entry.
+// What the gateway needs from durable storage (src/ledger implements it: LedgerPaymentStore). The
+// contract that makes acceptance safe across processes: `accept` decides each charge in the database,
+// against the channel's row as the watcher last wrote it, in one statement — the gateway's own memory
+// can only ever make a refusal faster.
 import type { Hex } from "viem";
-import type { ChannelConfig } from "../protocol/Channel.js";
-import type { SignedVoucher } from "../protocol/Voucher.js";
+import type { AcceptContext, AcceptOutcome, RetriedPayment, VoucherCharge } from "../ledger/acceptVouchers.js";
+import type { ChannelChainState, StoredChannel } from "../ledger/channels.js";
 
-/** What the chain says about a channel (see PaychanEscrow.getChannel). */
-export type ChainChannelState = {
-  deposit: bigint;
-  claimedOnChain: bigint;
-  /** Seconds since epoch; undefined while no withdrawal was requested. */
-  withdrawReadyAt: bigint | undefined;
-  closed: boolean;
-};
-
-export type ChannelRecord = ChainChannelState & {
-  id: Hex;
-  chainId: number;
-  escrow: Hex;
-  config: ChannelConfig;
-  /** Sum of the charges accepted and not voided: the cumulative amount the next voucher builds on. */
-  acceptedCumulative: bigint;
-};
-
-export type AcceptRequest = {
-  channel: ChannelRecord;
-  /** The accepted total the decision was made against; the store refuses if it has moved. */
-  expectedCumulative: bigint;
-  price: bigint;
-  voucher: SignedVoucher;
-  resource: string;
-};
-
-export type AcceptResult = { ok: true; paymentId: string } | { ok: false; current: ChannelRecord };
+export type { AcceptContext, AcceptOutcome, AcceptRefusal, ChannelSnapshot, RetriedPayment, VoucherCharge } from "../ledger/acceptVouchers.js";
+export type { ChannelChainState, StoredChannel as ChannelRecord } from "../ledger/channels.js";
 
 export interface PaymentStore {
-  loadChannel(id: Hex): Promise<ChannelRecord | undefined>;
-  /** Inserts a channel first seen on chain, or refreshes its chain state; returns the stored record. */
-  upsertChannel(channel: ChannelRecord): Promise<ChannelRecord>;
-  /** Accepts each request whose channel still stands at `expectedCumulative`, atomically. */
-  acceptBatch(requests: AcceptRequest[]): Promise<AcceptResult[]>;
-  /** Voids an accepted payment (the handler failed): reverses its journal entry and rolls the
-   * channel's accepted total back if it is still the latest payment. Idempotent. */
+  loadChannel(id: Hex): Promise<StoredChannel | undefined>;
+  /** Records a channel first seen on chain, or refreshes its chain state; safe when several processes
+   * see it at once. Returns the stored record. */
+  saveChannel(channel: Omit<StoredChannel, "acceptedCumulative">): Promise<StoredChannel>;
+  /** Decides each charge (on distinct channels) in one statement; see src/ledger/acceptVouchers.ts. */
+  accept(charges: VoucherCharge[], context: AcceptContext): Promise<AcceptOutcome[]>;
+  /** The standing payment an identical retry of a paid request refers to, within `withinSeconds`. */
+  findRetry(charge: Omit<VoucherCharge, "price">, withinSeconds: number): Promise<RetriedPayment | undefined>;
+  /** Voids an accepted payment (the handler failed) and reverses exactly its charge. Idempotent. */
   voidPayment(paymentId: string, reason: string): Promise<void>;
 }
 
-/** Reads a channel's state from the chain, and validates vouchers of contract-wallet signers. */
+/** Reads a channel's state from the chain, and whether an address has code. */
 export interface ChannelReader {
-  readChannel(id: Hex): Promise<ChainChannelState>;
-  isValidVoucher(config: ChannelConfig, cumulativeAmount: bigint, signature: Hex): Promise<boolean>;
-  /** Whether an address has code (an ERC-1271 wallet rather than an EOA). */
+  readChannel(id: Hex): Promise<ChannelChainState>;
+  /** Whether an address has code (a contract wallet rather than an EOA). */
   hasCode(address: Hex): Promise<boolean>;
 }

@@ -51,7 +51,7 @@ export function charge(
 
     let authorization;
     try {
-      authorization = await gateway.authorize(req.get(HEADERS.signature), price, resource);
+      authorization = await gateway.authorize(req.get(HEADERS.signature), price, resource, req.method);
     } catch (error) {
       if (isPaymentError(error)) return refuse(res, gateway, price, resource, error);
       // The request was fine; the gateway's database or chain was not. Nothing was charged.

@@ -25,8 +25,10 @@ import { accountId } from "./accounts.js";
 import { tokenAsset, type Asset } from "./asset.js";
 import * as flows from "./flows.js";
 import { balances, postEntry, reverseEntry, type Db, type Json, type Tx } from "./postings.js";
+import { bookAccepted } from "./booking.js";
+import { sqlOf } from "./sql.js";
 import { longTransaction } from "./transactions.js";
-import { saveChannel, type ChannelChainState } from "./voucherStore.js";
+import { saveChannel, type ChannelChainState } from "./channels.js";
 
 /** Whose events are mirrored: one escrow deployment, one payee (the escrow is shared). */
 export type MirrorScope = { chainId: number; escrow: Address; payee: Address };
@@ -65,8 +67,6 @@ export type MirrorResult = {
   replayed: number;
   /** Events of channels that do not pay our payee. */
   ignored: number;
-  /** Channels whose chain view changed after opening (top-up, withdrawal, close): the gateway's cache is stale. */
-  changed: Hex[];
   /** Channels whose payer started a withdrawal: the watchtower must claim them. */
   withdrawals: Hex[];
 };
@@ -112,7 +112,7 @@ async function moveCursor(tx: Tx, scope: MirrorScope, from: Cursor, to: Cursor):
 type ChannelRow = { id: string; escrow: string; asset: string; payee: string };
 
 async function mirrorLogs(tx: Tx, scope: MirrorScope, logs: ChainLog[]): Promise<MirrorResult> {
-  const result: MirrorResult = { mirrored: 0, replayed: 0, ignored: 0, changed: [], withdrawals: [] };
+  const result: MirrorResult = { mirrored: 0, replayed: 0, ignored: 0, withdrawals: [] };
   if (logs.length === 0) return result;
   const ordered = logs
     .map((log) => ({ ...log, channelId: log.channelId.toLowerCase() as Hex }))
@@ -129,6 +129,8 @@ async function mirrorLogs(tx: Tx, scope: MirrorScope, logs: ChainLog[]): Promise
     ORDER BY c.id
     FOR UPDATE OF c`;
   const ours = new Map(rows.map((r) => [r.id, r]));
+  // A claim or a refund is split between owed and available: every accepted voucher must be booked first.
+  await bookAccepted(sqlOf(tx), [...ours.keys()], { isolate: false });
 
   const seen = await tx.$queryRaw<{ tx_hash: string; log_index: number; live: boolean }[]>`
     SELECT e.tx_hash, e.log_index, bool_or(e.reverted_at IS NULL) AS live
@@ -138,7 +140,6 @@ async function mirrorLogs(tx: Tx, scope: MirrorScope, logs: ChainLog[]): Promise
     GROUP BY e.tx_hash, e.log_index`;
   const history = new Map(seen.map((s) => [`${s.tx_hash}:${s.log_index}`, s.live]));
 
-  const changed = new Set<Hex>();
   for (const log of ordered) {
     const txHash = log.txHash.toLowerCase() as Hex;
     if (log.name === "ChannelOpened" && !ours.has(log.channelId) && log.payee.toLowerCase() === scope.payee.toLowerCase()) {
@@ -163,10 +164,8 @@ async function mirrorLogs(tx: Tx, scope: MirrorScope, logs: ChainLog[]): Promise
               ${log.channelId}, ${JSON.stringify(argsOf(log))}::jsonb, ${entryId}::uuid)`;
     history.set(`${txHash}:${log.logIndex}`, true);
     result.mirrored++;
-    if (log.name === "Deposited" || log.name === "WithdrawalRequested" || log.name === "ChannelClosed") changed.add(log.channelId);
     if (log.name === "WithdrawalRequested") result.withdrawals.push(log.channelId);
   }
-  result.changed = [...changed];
   return result;
 }
 
@@ -304,6 +303,7 @@ export async function rewindTo(
     await tx.$queryRaw`
       SELECT 1 FROM jsonb_array_elements_text(${JSON.stringify(channels)}::jsonb) AS w(id)
       JOIN channel c ON c.id = w.id ORDER BY c.id FOR UPDATE OF c`;
+    await bookAccepted(sqlOf(tx), channels, { isolate: false });
     let reversedEntries = 0;
     for (const event of events) {
       let reversal: string | null = null;

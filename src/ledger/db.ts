@@ -7,6 +7,7 @@ import pg from "pg";
 import { PrismaPGlite } from "pglite-prisma-adapter";
 import { PrismaClient } from "../generated/prisma/client.js";
 import { migrate, type MigrationConnection } from "./migrate.js";
+import { pgliteSql, poolSql, type Sql } from "./sql.js";
 
 export type DatabaseConfig = {
   /**
@@ -18,6 +19,8 @@ export type DatabaseConfig = {
 
 export type Database = {
   prisma: PrismaClient;
+  /** The same database, for the single statements of the hot path (src/ledger/sql.ts). */
+  sql: Sql;
   kind: "pglite" | "postgres";
   close(): Promise<void>;
 };
@@ -49,6 +52,7 @@ async function openPostgres(connectionString: string): Promise<Database> {
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
   return {
     prisma,
+    sql: poolSql(pool),
     kind: "postgres",
     async close() {
       await prisma.$disconnect();
@@ -68,6 +72,7 @@ async function openPGlite(dir: string): Promise<Database> {
   const prisma = new PrismaClient({ adapter: new CheckedCommitPGlite(pglite) });
   return {
     prisma,
+    sql: pgliteSql(pglite),
     kind: "pglite",
     async close() {
       await prisma.$disconnect();

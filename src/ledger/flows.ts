@@ -6,7 +6,7 @@
 // |-------------------|-----------------------------------------|---------------------------------|
 // | deposit / top-up  | ESCROW_HOLDINGS                         | CHANNEL_AVAILABLE               |
 // | voucher accepted  | CHANNEL_AVAILABLE                       | CHANNEL_OWED                    |
-// | voucher voided    | (the reversal of the accepted entry: `voidPayment` / `reverseEntry`)      |
+// | voucher voided    | CHANNEL_OWED                            | CHANNEL_AVAILABLE               |
 // | claim             | CHANNEL_OWED (+ CHANNEL_AVAILABLE for   | ESCROW_HOLDINGS                 |
 // |                   |   any part beyond what was accepted)    |                                 |
 // |                   | PAYEE_WALLET                            | PAYEE_REVENUE                   |
@@ -43,6 +43,17 @@ export function voucherAccepted({ channelId, asset, amount }: Omit<ChannelMoney,
     postings: [
       { account: accountId.channelAvailable(channelId), asset, debit: amount },
       { account: accountId.channelOwed(channelId), asset, credit: amount },
+    ],
+  };
+}
+
+/** A charge voided after it was accepted (its request failed): the reverse of `voucherAccepted`. */
+export function voucherVoided({ channelId, asset, amount }: Omit<ChannelMoney, "escrow">): Flow {
+  return {
+    kind: "VOUCHER_VOIDED",
+    postings: [
+      { account: accountId.channelOwed(channelId), asset, debit: amount },
+      { account: accountId.channelAvailable(channelId), asset, credit: amount },
     ],
   };
 }

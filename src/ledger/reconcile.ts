@@ -24,7 +24,7 @@ import { accountId } from "./accounts.js";
 import type { Asset } from "./asset.js";
 import { readCursor, type MirrorScope } from "./chainMirror.js";
 import { accountsOutOfBalance, balances, trialBalance, type Db } from "./postings.js";
-import type { ChannelChainState } from "./voucherStore.js";
+import type { ChannelChainState } from "./channels.js";
 
 /** What reconciliation needs from the chain (src/chain/escrowState.ts implements it). */
 export type ChainView = {
@@ -49,6 +49,7 @@ export type DifferenceCode =
   | "OWED_MISMATCH"
   | "AVAILABLE_MISMATCH"
   | "ACCEPTED_TOTAL"
+  | "VOUCHERS_NOT_BOOKED"
   | "NO_VOUCHER_FOR_ACCEPTED"
   | "VOUCHER_SIGNATURE_INVALID"
   | "VOUCHER_EXCEEDS_DEPOSIT"
@@ -123,6 +124,7 @@ type ChannelRow = {
   withdraw_ready_at: bigint | null;
   closed: boolean;
   accepted_cumulative: string;
+  booked_cumulative: string;
   accepted_sum: string;
   voucher_amount: string | null;
   voucher_signature: string | null;
@@ -221,16 +223,23 @@ export async function reconcile(db: Db, options: ReconcileOptions): Promise<Reco
           ? `The ledger books ${b.claimed - c.claimedOnChain} of claims the escrow never paid (a stray CLAIM entry, or a reorg the watcher has not undone).`
           : `The escrow paid ${c.claimedOnChain - b.claimed} that the ledger has not booked as revenue (an unbooked Claimed event).` });
     }
-    const expectedOwed = c.closed ? 0n : accepted > b.claimed ? accepted - b.claimed : 0n;
+    // The journal books accepted vouchers per channel in aggregate (booking.ts): it holds `booked` of
+    // the `accepted` total; the rest is booked within a second, or by the next sweep.
+    const bookedVouchers = BigInt(row.booked_cumulative);
+    if (bookedVouchers !== accepted) {
+      report({ severity: "lag", code: "VOUCHERS_NOT_BOOKED", ...channel, expected: accepted.toString(), actual: bookedVouchers.toString(),
+        cause: `The journal holds ${bookedVouchers} of the ${accepted} accepted on this channel; the rest is booked by the gateway within a second, or by the next sweep of \`paychan work\`.` });
+    }
+    const expectedOwed = c.closed ? 0n : bookedVouchers > b.claimed ? bookedVouchers - b.claimed : 0n;
     if (owed !== expectedOwed) {
       report({ severity: "missing", code: "OWED_MISMATCH", ...channel, expected: expectedOwed.toString(), actual: owed.toString(),
-        cause: `CHANNEL_OWED is ${owed} but the voucher store's accepted total (${accepted}) less what was claimed (${b.claimed}) is ${expectedOwed}: an entry or a payment changed outside the store.` });
+        cause: `CHANNEL_OWED is ${owed} but the vouchers booked (${bookedVouchers}) less what was claimed (${b.claimed}) is ${expectedOwed}: an entry or a payment changed outside the store.` });
     }
-    const spent = accepted > b.claimed ? accepted : b.claimed;
+    const spent = bookedVouchers > b.claimed ? bookedVouchers : b.claimed;
     const expectedAvailable = c.closed ? 0n : b.deposited - spent - b.refunded;
     if (available !== expectedAvailable) {
       report({ severity: "missing", code: "AVAILABLE_MISMATCH", ...channel, expected: expectedAvailable.toString(), actual: available.toString(),
-        cause: `CHANNEL_AVAILABLE is ${available} but deposit ${b.deposited} − max(accepted ${accepted}, claimed ${b.claimed}) − refunded ${b.refunded} is ${expectedAvailable}.` });
+        cause: `CHANNEL_AVAILABLE is ${available} but deposit ${b.deposited} − max(booked ${bookedVouchers}, claimed ${b.claimed}) − refunded ${b.refunded} is ${expectedAvailable}.` });
     }
 
     // The voucher store: its totals, its voucher, and whether the voucher can still be claimed.
@@ -342,7 +351,7 @@ async function channelRows(db: Db, scope: MirrorScope): Promise<ChannelRow[]> {
   return db.$queryRaw<ChannelRow[]>`
     SELECT c.id, c.escrow, c.payer, c.payee, c.token, c.signer, c.withdraw_delay, c.salt, c.asset, c.deposit::text,
            c.claimed_on_chain::text, c.withdraw_ready_at, c.closed, c.accepted_cumulative::text,
-           COALESCE(s.total, 0)::text AS accepted_sum, v.cumulative_amount::text AS voucher_amount, v.signature AS voucher_signature
+           c.booked_cumulative::text, COALESCE(s.total, 0)::text AS accepted_sum, v.cumulative_amount::text AS voucher_amount, v.signature AS voucher_signature
     FROM channel c
     LEFT JOIN LATERAL (SELECT sum(p.price) AS total FROM payment p WHERE p.channel_id = c.id AND p.status = 'ACCEPTED') s ON true
     LEFT JOIN LATERAL (

@@ -65,6 +65,8 @@ export const requirementsSchema = z.object({
     escrow: address,
     /** The shortest withdrawal delay this gateway accepts on a channel. */
     minWithdrawDelay: z.number().int().min(0),
+    /** Vouchers are refused once a requested withdrawal finalizes within this many seconds (chain time). */
+    closingMarginSeconds: z.number().int().min(0).optional(),
     /** Present when the request named a channel: the server's view, so a client can resync. */
     channel: z
       .object({ channelId: bytes32, acceptedCumulative: amount, deposit: amount })

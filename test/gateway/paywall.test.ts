@@ -1,7 +1,7 @@
 import type { AddressInfo } from "node:net";
 import { expect } from "chai";
 import express from "express";
-import { getAddress, keccak256, toHex, type Hex } from "viem";
+import { encodeFunctionData, getAddress, keccak256, toHex, zeroAddress, type Hex } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { openDatabase, type Database } from "../../src/ledger/db.js";
 import { accountId } from "../../src/ledger/accounts.js";
@@ -20,8 +20,9 @@ import {
 } from "../../src/protocol/wire.js";
 import { createPostgresDatabase, describeEachDatabase } from "../ledger/helpers.js";
 import { paywall } from "../../src/gateway/paywall.js";
-import { deployEscrow, type EscrowFixture } from "../helpers/escrow.js";
-import { PRICE, buyerFetch, openBuyerChannel, startSeller, type Buyer, type Seller } from "../helpers/seller.js";
+import { ChainWatcher } from "../../src/chain/ChainWatcher.js";
+import { channelConfig, deployEscrow, type EscrowFixture } from "../helpers/escrow.js";
+import { PRICE, buyerFetch, claimableVoucher, openBuyerChannel, startSeller, type Buyer, type Seller } from "../helpers/seller.js";
 
 /** The terms a 402 from this seller offers. */
 async function termsOf(seller: Seller): Promise<PaymentRequirements> {
@@ -79,6 +80,7 @@ describeEachDatabase("paywall over HTTP", (db) => {
     const id = buyer.channel.id;
     const payments = await db().prisma.payment.count({ where: { channelId: id, status: "ACCEPTED" } });
     expect(payments).to.equal(30);
+    await seller.store.book();
     expect(await balanceOf(db().prisma, accountId.channelOwed(id))).to.equal(30n * PRICE);
     const trial = await trialBalance(db().prisma);
     expect((trial.get(nativeAsset(chain.location.chainId))?.debits ?? 0n) > 0n).to.equal(true);
@@ -86,8 +88,10 @@ describeEachDatabase("paywall over HTTP", (db) => {
 
     const stored = await storedChannel(db(), id);
     expect(toBigInt(stored.latestVoucherAmount)).to.equal(30n * PRICE);
+    const voucher = await claimableVoucher(db(), id);
+    expect(voucher.amount).to.equal(30n * PRICE);
     const before = await chain.publicClient.getBalance({ address: chain.escrow.address });
-    await chain.escrow.write.claim([buyer.channel.config, 30n * PRICE, stored.latestVoucherSignature as Hex], {
+    await chain.escrow.write.claim([buyer.channel.config, 30n * PRICE, voucher.signature], {
       account: chain.payee.account,
     });
     const after = await chain.publicClient.getBalance({ address: chain.escrow.address });
@@ -171,6 +175,11 @@ describeEachDatabase("paywall over HTTP", (db) => {
       ["a voucher signed for another chain id", 402, "invalid_signature", async () => paymentHeader(buyer, terms, PRICE, { chainId: 1, id: buyer.channel.id })],
       ["a voucher ahead of the accepted total", 402, "cumulative_mismatch", async () => paymentHeader(buyer, terms, PRICE * 5n)],
       ["a voucher beyond the deposit", 402, "cumulative_mismatch", async () => paymentHeader(buyer, terms, 10n ** 30n)],
+      ["an accepted entry with another price", 402, "terms_mismatch", async () => paymentHeader(buyer, { ...terms, amount: 1n }, PRICE)],
+      ["an accepted entry paying someone else", 402, "terms_mismatch", async () =>
+        paymentHeader(buyer, { ...terms, payTo: chain.stranger.account.address }, PRICE)],
+      ["an accepted entry in another asset", 402, "terms_mismatch", async () =>
+        paymentHeader(buyer, { ...terms, asset: "0x00000000000000000000000000000000000000aa" }, PRICE)],
     ];
 
     for (const [what, status, code, header] of cases) {
@@ -226,52 +235,125 @@ describeEachDatabase("paywall over HTTP", (db) => {
     expect(decodeReceipt(next.headers.get(HEADERS.response)!).cumulativeAmount).to.equal(PRICE * 2n);
     const voided = await db().prisma.payment.count({ where: { channelId: buyer.channel.id, status: "VOIDED" } });
     expect(voided).to.equal(1);
+    await seller.store.book();
     expect(await balanceOf(db().prisma, accountId.channelOwed(buyer.channel.id))).to.equal(PRICE * 2n);
   });
 
-  it("never serves a replayed request twice nor charges it twice", async () => {
-    const buyer = await openBuyerChannel(chain);
-    const terms = await termsOf(seller);
-    const header = await paymentHeader(buyer, terms, PRICE);
-    const handled = seller.handled.count;
-    const first = await paidGet(seller, header);
-    const replay = await paidGet(seller, header);
-    expect(first.status).to.equal(200);
-    expect(replay.status).to.equal(402);
-    expect(replay.body.error).to.equal("voucher_replayed");
-    expect(seller.handled.count - handled).to.equal(1);
-    expect(await db().prisma.payment.count({ where: { channelId: buyer.channel.id } })).to.equal(1);
-  });
-
-  it("serves exactly one of many concurrent requests carrying the same voucher", async () => {
+  it("serves an identical retry again with the original receipt and charges it once; any other reuse is refused", async () => {
     const buyer = await openBuyerChannel(chain);
     const header = await paymentHeader(buyer, await termsOf(seller), PRICE);
     const handled = seller.handled.count;
-    const responses = await Promise.all(Array.from({ length: 8 }, () => paidGet(seller, header)));
-    expect(responses.filter((r) => r.status === 200)).to.have.length(1);
-    expect(responses.filter((r) => r.status === 402)).to.have.length(7);
-    expect(seller.handled.count - handled).to.equal(1);
+    const first = await paidGet(seller, header);
+    const retry = await paidGet(seller, header);
+    expect([first.status, retry.status]).to.deep.equal([200, 200]);
+    expect(retry.headers.get(HEADERS.response)).to.equal(first.headers.get(HEADERS.response));
+    expect(seller.handled.count - handled).to.equal(2);
+    // The same voucher for another resource is a replay, not a retry.
+    const elsewhere = await paidGet(seller, header, "/quote?another=1");
+    expect(elsewhere.status).to.equal(402);
+    expect(elsewhere.body.error).to.equal("voucher_replayed");
+    expect(seller.handled.count - handled).to.equal(2);
+    expect(await db().prisma.payment.count({ where: { channelId: buyer.channel.id } })).to.equal(1);
+    await seller.store.book();
+    expect(await balanceOf(db().prisma, accountId.channelOwed(buyer.channel.id))).to.equal(PRICE);
   });
 
-  it("keeps accepting while a withdrawal deadline is beyond the safety margin, and refuses within it", async () => {
+  it("refuses a retry once the payment's validity has passed", async () => {
+    const strict = await startSeller(chain, db(), { maxTimeoutSeconds: 1 });
+    try {
+      const buyer = await openBuyerChannel(chain);
+      const header = await paymentHeader(buyer, await termsOf(strict), PRICE);
+      expect((await paidGet(strict, header)).status).to.equal(200);
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      const late = await paidGet(strict, header);
+      expect([late.status, late.body.error]).to.deep.equal([402, "voucher_replayed"]);
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it("charges many concurrent requests carrying one voucher once: identical ones share the payment, others are refused", async () => {
+    const buyer = await openBuyerChannel(chain);
+    const header = await paymentHeader(buyer, await termsOf(seller), PRICE);
+    const handled = seller.handled.count;
+    const responses = await Promise.all(Array.from({ length: 8 }, (_, i) => paidGet(seller, header, `/quote?n=${i % 2}`)));
+    const served = responses.filter((r) => r.status === 200);
+    // Every request to the winning URL is the same paid request; the other URL's are replays.
+    const paths = new Set(served.map((r) => decodeReceipt(r.headers.get(HEADERS.response)!).paymentId));
+    expect(paths.size).to.equal(1);
+    expect(served).to.have.length(4);
+    expect(responses.filter((r) => r.status === 402 && r.body.error === "voucher_replayed")).to.have.length(4);
+    expect(seller.handled.count - handled).to.equal(4);
+    expect(await db().prisma.payment.count({ where: { channelId: buyer.channel.id } })).to.equal(1);
+  });
+
+  it("a payment committed whose reply was lost is served to the SDK's retry with the original receipt, charged once", async () => {
+    const buyer = await openBuyerChannel(chain);
+    const paidFetch = buyerFetch(buyer);
+    expect((await paidFetch(`${seller.url}/quote`)).status).to.equal(200);
+    const handled = seller.handled.count;
+    // The handler of /drop kills the connection the first time, after the payment was committed.
+    const response = await paidFetch(`${seller.url}/drop`);
+    expect(response.status).to.equal(200);
+    expect(await response.json()).to.deep.equal({ delivered: true });
+    expect(seller.handled.count - handled).to.equal(2);
+    expect(decodeReceipt(response.headers.get(HEADERS.response)!).cumulativeAmount).to.equal(PRICE * 2n);
+    expect(await db().prisma.payment.count({ where: { channelId: buyer.channel.id } })).to.equal(2);
+    // The client did not pay twice: its next voucher builds on the same total.
+    expect((await paidFetch.state()).accepted).to.equal(PRICE * 2n);
+    expect((await paidFetch(`${seller.url}/quote`)).status).to.equal(200);
+    expect((await paidFetch.state()).accepted).to.equal(PRICE * 3n);
+  });
+
+  it("refuses a channel whose signer is a contract, as its signatures could be revoked after it was served", async () => {
+    const config = channelConfig(chain.payer.account.address, chain.payee.account.address, { signer: chain.token.address, withdrawDelay: 7200 });
+    await chain.escrow.write.open([config, PRICE * 10n], { account: chain.payer.account, value: PRICE * 10n });
+    const voucher = await signVoucher(chain.payer as never, { channelId: channelId(config, chain.location), cumulativeAmount: PRICE }, chain.location);
+    const refused = await paidGet(seller, encodeHeader({ x402Version: X402_VERSION, accepted: await termsOf(seller), payload: { channel: config, voucher } }));
+    expect([refused.status, refused.body.error]).to.deep.equal([402, "session_key_required"]);
+  });
+
+  it("refuses a contract-wallet payer signing its own vouchers: its ERC-1271 answer could change after it was served", async () => {
+    const wallet = await chain.viem.deployContract("ContractWallet", [chain.payer.account.address]);
+    const config = channelConfig(wallet.address, chain.payee.account.address, { signer: zeroAddress, withdrawDelay: 7200 });
+    const open = encodeFunctionData({ abi: chain.escrow.abi, functionName: "open", args: [config, PRICE * 10n] });
+    await chain.payer.sendTransaction({ to: wallet.address, value: PRICE * 10n });
+    await wallet.write.execute([chain.escrow.address, PRICE * 10n, open], { account: chain.payer.account });
+    const id = channelId(config, chain.location);
+    // The wallet's owner signs: the escrow would take it today through ERC-1271.
+    const voucher = await signVoucher(chain.payer as never, { channelId: id, cumulativeAmount: PRICE }, chain.location);
+    expect(await chain.escrow.read.isValidVoucher([config, PRICE, voucher.signature])).to.equal(true);
+    const header = encodeHeader({ x402Version: X402_VERSION, accepted: await termsOf(seller), payload: { channel: config, voucher } });
+    const handled = seller.handled.count;
+    const refused = await paidGet(seller, header);
+    expect([refused.status, refused.body.error]).to.deep.equal([402, "session_key_required"]);
+    expect(seller.handled.count).to.equal(handled);
+  });
+
+  it("keeps accepting while a withdrawal deadline is beyond the margin in chain time, and refuses within it", async () => {
     const buyer = await openBuyerChannel(chain, PRICE * 100n, 3600);
     const paidFetch = buyerFetch(buyer);
     const first = await paidFetch(`${seller.url}/quote`);
     expect(first.status, await first.clone().text()).to.equal(200);
     await chain.escrow.write.requestWithdrawal([buyer.channel.config], { account: chain.payer.account });
-    await seller.gateway.refreshFromChain((await seller.store.loadChannel(buyer.channel.id))!);
+    // The watcher (in whatever process) writes the withdrawal and the chain's clock to the database.
+    const watcher = new ChainWatcher({
+      prisma: db().prisma,
+      client: chain.publicClient as never,
+      scope: { chainId: chain.location.chainId, escrow: chain.escrow.address, payee: chain.payee.account.address },
+      confirmations: 0,
+      fromBlock: await chain.publicClient.getBlockNumber(),
+    });
+    await watcher.syncOnce();
     // The deadline is an hour away and the margin ten minutes: still safe to accept.
     expect((await paidFetch(`${seller.url}/quote`)).status).to.equal(200);
 
-    const latest = await chain.publicClient.getBlock();
-    const cautious = await startSeller(chain, db(), { now: () => Number(latest.timestamp) + 3100 });
-    try {
-      const refused = await buyerFetch(buyer, { store: undefined })(`${cautious.url}/quote`);
-      expect(refused.status).to.equal(402);
-      expect(((await refused.json()) as { error: string }).error).to.equal("channel_closing");
-    } finally {
-      await cautious.close();
-    }
+    // Chain time moves 51 minutes while the servers' clocks do not: 9 minutes are left, inside the margin.
+    await chain.networkHelpers.time.increase(3060);
+    await watcher.syncOnce();
+    const refused = await paidFetch(`${seller.url}/quote`);
+    expect(refused.status).to.equal(402);
+    expect(((await refused.json()) as { error: string }).error).to.equal("channel_closing");
   });
 });
 
@@ -292,11 +374,13 @@ describe("paywall durability and concurrency on Postgres", () => {
       const terms = await termsOf(a);
       for (let n = 1n; n <= 10n; n++) {
         const header = await paymentHeader(buyer, terms, PRICE * n);
-        const results = await Promise.all([paidGet(a, header), paidGet(b, header), paidGet(a, header), paidGet(b, header)]);
+        // Four different requests carrying one voucher (identical ones would be retries of one payment).
+        const results = await Promise.all([a, b, a, b].map((seller, k) => paidGet(seller, header, `/quote?k=${k}`)));
         expect(results.filter((r) => r.status === 200), `total ${n}`).to.have.length(1);
       }
       expect(a.handled.count + b.handled.count).to.equal(10);
       expect(await dbA.prisma.payment.count({ where: { channelId: buyer.channel.id } })).to.equal(10);
+      await Promise.all([a.store.book(), b.store.book()]);
       expect(await balanceOf(dbA.prisma, accountId.channelOwed(buyer.channel.id))).to.equal(PRICE * 10n);
     } finally {
       await a.close();

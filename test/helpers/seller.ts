@@ -9,10 +9,9 @@ import { ChainChannelReader } from "../../src/chain/ChainChannelReader.js";
 import { openChannel, type OpenedChannel, type Wallet } from "../../src/client/channel.js";
 import { createPaidFetch, type PaidFetchOptions } from "../../src/client/paidFetch.js";
 import { PaymentGateway, type GatewayOptions } from "../../src/gateway/PaymentGateway.js";
-import type { PaymentStore } from "../../src/gateway/PaymentStore.js";
 import { paywall } from "../../src/gateway/paywall.js";
 import type { Database } from "../../src/ledger/db.js";
-import { PrismaPaymentStore } from "../../src/ledger/PrismaPaymentStore.js";
+import { LedgerPaymentStore } from "../../src/ledger/LedgerPaymentStore.js";
 import { deployEscrow, type EscrowFixture } from "./escrow.js";
 
 export const PRICE = 1_000_000_000_000n; // 10^12 wei per request
@@ -20,14 +19,29 @@ export const PRICE = 1_000_000_000_000n; // 10^12 wei per request
 export type Seller = {
   url: string;
   gateway: PaymentGateway;
-  store: PaymentStore;
+  store: LedgerPaymentStore;
   handled: { count: number };
   close(): Promise<void>;
 };
 
-/** Starts a paywalled app: GET /quote (PRICE), GET /boom (PRICE, answers 500), GET /free. */
+/** The voucher the settlement worker would claim with: the highest standing payment's. */
+export async function claimableVoucher(db: Database, channelId: Hex): Promise<{ amount: bigint; signature: Hex }> {
+  const [row] = await db.prisma.payment.findMany({
+    where: { channelId: channelId.toLowerCase(), status: "ACCEPTED" },
+    orderBy: { cumulativeAmount: "desc" },
+    take: 1,
+  });
+  if (!row) throw new Error(`no standing payment on ${channelId}`);
+  return { amount: BigInt(row.cumulativeAmount.toFixed()), signature: row.signature as Hex };
+}
+
+/**
+ * Starts a paywalled app: GET /quote (PRICE), GET /boom (PRICE, answers 500), GET /free, and GET /drop
+ * (PRICE), whose first request is paid and committed and then loses its connection before any reply,
+ * as when the server dies between commit and response.
+ */
 export async function startSeller(chain: EscrowFixture, db: Database, overrides: Partial<GatewayOptions> = {}): Promise<Seller> {
-  const store = new PrismaPaymentStore(db.prisma);
+  const store = new LedgerPaymentStore(db);
   const gateway = new PaymentGateway({
     chainId: chain.location.chainId,
     escrow: chain.escrow.address,
@@ -41,7 +55,7 @@ export async function startSeller(chain: EscrowFixture, db: Database, overrides:
   });
   const handled = { count: 0 };
   const app = express();
-  app.use(paywall(gateway, { "GET /quote": PRICE, "GET /boom": PRICE }));
+  app.use(paywall(gateway, { "GET /quote": PRICE, "GET /boom": PRICE, "GET /drop": PRICE }));
   app.get("/quote", (_req, res) => {
     handled.count++;
     res.json({ quote: "the price of everything and the value of nothing" });
@@ -51,6 +65,16 @@ export async function startSeller(chain: EscrowFixture, db: Database, overrides:
     res.status(500).json({ error: "the handler failed" });
   });
   app.get("/free", (_req, res) => res.json({ free: true }));
+  let dropped = false;
+  app.get("/drop", (req, res) => {
+    handled.count++;
+    if (!dropped) {
+      dropped = true;
+      req.socket.destroy();
+      return;
+    }
+    res.json({ delivered: true });
+  });
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(0, "127.0.0.1", () => resolve(s));
   });
@@ -60,7 +84,10 @@ export async function startSeller(chain: EscrowFixture, db: Database, overrides:
     gateway,
     store,
     handled,
-    close: () => new Promise<void>((resolve, reject) => server.close((e) => (e ? reject(e) : resolve()))),
+    async close() {
+      await new Promise<void>((resolve, reject) => server.close((e) => (e ? reject(e) : resolve())));
+      await store.close();
+    },
   };
 }
 

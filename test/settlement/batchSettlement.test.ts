@@ -2,7 +2,8 @@ import { expect } from "chai";
 import { accountId } from "../../src/ledger/accounts.js";
 import { nativeAsset } from "../../src/ledger/asset.js";
 import { balanceOf } from "../../src/ledger/postings.js";
-import { voidPayment } from "../../src/ledger/voucherStore.js";
+import { voidPayment } from "../../src/ledger/booking.js";
+import { saveChannel } from "../../src/ledger/channels.js";
 import { createPostgresDatabase } from "../ledger/helpers.js";
 import {
   PRICE,
@@ -102,17 +103,11 @@ describe("settlement in batches [postgres]", function () {
     const { paychan, settlement, payee } = await start();
     const [channel] = await openChannels(chain, payee, 1);
     // The gateway sees the channel before the watcher does, and books its deposit (saveChannel).
-    const seen = await paychan.gateway.refreshFromChain({
-      id: channel!.id,
-      chainId: chain.location.chainId,
-      escrow: chain.escrow.address,
-      config: channel!.cfg,
-      acceptedCumulative: 0n,
-      deposit: 0n,
-      claimedOnChain: 0n,
-      withdrawReadyAt: undefined,
-      closed: false,
-    });
+    const seen = await (async () => {
+      const state = await chain.escrow.read.getChannel([channel!.id]);
+      await saveChannel(paychan.db.prisma, { ...channel!.cfg, ...chain.location, deposit: state.deposit });
+      return state;
+    })();
     expect(seen.deposit).to.equal(await chain.escrow.read.getChannel([channel!.id]).then((s) => s.deposit));
     await chain.escrow.write.topUp([channel!.cfg, PRICE], { account: chain.payer.account, value: PRICE });
 

@@ -7,7 +7,8 @@ import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from 
 import { loadConfig } from "../../src/config.js";
 import { accountId } from "../../src/ledger/accounts.js";
 import { balanceOf, trialBalance } from "../../src/ledger/postings.js";
-import { acceptPaymentsBatch } from "../../src/ledger/voucherStore.js";
+import { acceptVouchers } from "../../src/ledger/acceptVouchers.js";
+import { bookAccepted } from "../../src/ledger/booking.js";
 import type { ChannelConfig } from "../../src/protocol/Channel.js";
 import { signVoucher } from "../../src/protocol/Voucher.js";
 import { createSettlement, startPaychan, type Paychan, type Settlement, type SettlementOptions } from "../../src/server.js";
@@ -47,10 +48,12 @@ export async function pay(paychan: Paychan, chain: EscrowFixture, channels: Test
     for (let i = 0; i < requests; i++) {
       channel.cumulative += PRICE;
       const voucher = await signVoucher(channel.key, { channelId: channel.id, cumulativeAmount: channel.cumulative }, chain.location);
-      items.push({ channelId: channel.id, requestId: unique("req"), cumulativeAmount: channel.cumulative, price: PRICE, signature: voucher.signature });
+      items.push({ channelId: channel.id, requestKey: unique("GET /quote"), cumulativeAmount: channel.cumulative, price: PRICE, signature: voucher.signature });
     }
   }
-  const results = await acceptPaymentsBatch(paychan.db.prisma, items);
+  const results = await acceptVouchers(paychan.db.sql, items, { chainId: chain.location.chainId, closingMarginSeconds: 0 });
+  // The gateway books what it accepted within a second; tests book at once.
+  await bookAccepted(paychan.db.sql, channels.map((c) => c.id));
   const refused = results.find((r) => !r.ok);
   if (refused) throw new Error(`a payment was refused: ${JSON.stringify(refused)}`);
   return { paymentIds: results.map((r) => (r.ok ? r.paymentId : "")) };

@@ -6,7 +6,7 @@ import { getAddress, toHex } from "viem";
 import { nativeAsset } from "../../src/ledger/asset.js";
 import * as flows from "../../src/ledger/flows.js";
 import { postEntry } from "../../src/ledger/postings.js";
-import { acceptPaymentsBatch } from "../../src/ledger/voucherStore.js";
+import { acceptVouchers } from "../../src/ledger/acceptVouchers.js";
 import type { ReconcileReport } from "../../src/ledger/reconcile.js";
 import { createApp, reconcilePaychan } from "../../src/server.js";
 import { serveProvider, type RpcServer } from "../helpers/rpcServer.js";
@@ -80,9 +80,9 @@ describe("reconciliation [postgres]", function () {
     await paychan.db.prisma.$executeRaw`
       UPDATE channel SET accepted_cumulative = accepted_cumulative - ${PRICE.toString()}::numeric WHERE id = ${channels[2]!.id}`;
     channels[0]!.cumulative += PRICE;
-    const [forged] = await acceptPaymentsBatch(paychan.db.prisma, [
-      { channelId: channels[0]!.id, requestId: unique("req"), cumulativeAmount: channels[0]!.cumulative, price: PRICE, signature: toHex(new Uint8Array(65).fill(7)) },
-    ]);
+    const [forged] = await acceptVouchers(paychan.db.sql, [
+      { channelId: channels[0]!.id, requestKey: unique("req"), cumulativeAmount: channels[0]!.cumulative, price: PRICE, signature: toHex(new Uint8Array(65).fill(7)) },
+    ], { chainId: chain.location.chainId, closingMarginSeconds: 0 });
     expect(forged!.ok).to.equal(true);
 
     const planted = await reconcilePaychan(paychan);

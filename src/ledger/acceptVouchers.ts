@@ -1,0 +1,258 @@
+// Accepting vouchers: the paid-request hot path. One SQL statement per group commit decides every
+// voucher in it against its channel's row and records the accepted ones:
+//
+//   - compare-and-set: the channel's accepted total must be exactly the voucher's total minus the
+//     price, and becomes the voucher's total;
+//   - within the deposit, not closed, and no withdrawal that finalizes within the margin — all read
+//     from the channel row as the watcher last wrote it, the margin in the chain's time (chain_head);
+//   - no standing payment already holds a voucher for that total;
+//   - then a payment row per accepted voucher.
+//
+// Postgres's row lock on the channel and the WHERE clause are the serialization: a second process
+// updating the same channel waits for the first, re-checks the WHERE against the committed row and
+// fails the compare-and-set, so two replicas cannot accept the same total. The statement is its own
+// transaction (no interactive transaction, one round trip), and it is durable when it returns.
+//
+// The journal is not written here: booking.ts moves accepted totals from CHANNEL_AVAILABLE to
+// CHANNEL_OWED per channel in aggregate, off the hot path, with the same books as one entry per voucher.
+import { randomUUID } from "node:crypto";
+import type { Hex } from "viem";
+import { postgresError } from "./errors.js";
+import type { Sql } from "./sql.js";
+
+export type VoucherCharge = {
+  channelId: Hex;
+  /** The voucher's total: the channel's accepted total before this charge plus `price`. */
+  cumulativeAmount: bigint;
+  price: bigint;
+  signature: Hex;
+  /** What identifies the paid request (the gateway hashes its method and URL): an identical retry
+   * finds this payment by it. */
+  requestKey: string;
+};
+
+export type AcceptRefusal =
+  | "CHANNEL_NOT_FOUND"
+  | "CHANNEL_CLOSED"
+  /** A withdrawal finalizes within the margin (chain time): claims may not land in time. */
+  | "CHANNEL_CLOSING"
+  | "INVALID_PRICE"
+  /** The voucher's total was accepted already (or an earlier one): a replay, or a retry. */
+  | "VOUCHER_REPLAYED"
+  /** The voucher's total is not the accepted total plus the price. */
+  | "CUMULATIVE_MISMATCH"
+  /** A standing payment already holds a voucher for this total: a charge before it was voided while
+   * this one stood (concurrent requests on one channel). The payer must resync by hand. */
+  | "TOTAL_HELD"
+  /** The voucher promises more than the channel's deposit. */
+  | "EXCEEDS_DEPOSIT"
+  /** The row changed while the statement waited for it (another process accepted on it): decide again. */
+  | "CONFLICT";
+
+/** The channel row as the statement saw it, for explaining a refusal. */
+export type ChannelSnapshot = {
+  acceptedCumulative: bigint;
+  deposit: bigint;
+  closed: boolean;
+  withdrawReadyAt: bigint | null;
+};
+
+export type AcceptOutcome =
+  | { ok: true; paymentId: string; deposit: bigint }
+  | { ok: false; refusal: AcceptRefusal; channel?: ChannelSnapshot; chainNow: bigint };
+
+export type AcceptContext = {
+  chainId: number;
+  /** Refuse vouchers on a channel whose withdrawal finalizes within this many seconds of chain time. */
+  closingMarginSeconds: number;
+};
+
+// Chain time: the block timestamp the watcher last recorded plus the database time since, or the
+// database's clock before any watcher ran. Every process computes the same.
+const CHAIN_NOW = `COALESCE(
+    (SELECT h.block_timestamp + floor(extract(epoch FROM statement_timestamp() - h.observed_at))::bigint
+     FROM chain_head h WHERE h.chain_id = $7),
+    floor(extract(epoch FROM statement_timestamp()))::bigint)`;
+
+const ACCEPT = `
+WITH i AS (
+  SELECT * FROM unnest($1::text[], $2::numeric[], $3::numeric[], $4::text[], $5::uuid[], $6::text[])
+    WITH ORDINALITY AS i(channel_id, cumulative, price, signature, payment_id, request_key, ord)
+), clock AS (
+  SELECT ${CHAIN_NOW} AS now
+), accepted AS (
+  UPDATE channel c
+  SET accepted_cumulative = i.cumulative, latest_voucher_amount = GREATEST(c.latest_voucher_amount, i.cumulative)
+  FROM i, clock
+  WHERE c.id = i.channel_id
+    AND c.accepted_cumulative = i.cumulative - i.price
+    AND i.cumulative <= c.deposit
+    AND NOT c.closed
+    AND (c.withdraw_ready_at IS NULL OR c.withdraw_ready_at > clock.now + $8)
+    AND NOT EXISTS (SELECT 1 FROM payment p WHERE p.channel_id = i.channel_id AND p.cumulative_amount = i.cumulative AND p.status = 'ACCEPTED')
+  RETURNING c.id, c.deposit
+), paid AS (
+  INSERT INTO payment (id, channel_id, request_key, cumulative_amount, price, signature)
+  SELECT i.payment_id, i.channel_id, i.request_key, i.cumulative, i.price, i.signature
+  FROM i JOIN accepted a ON a.id = i.channel_id
+)
+SELECT i.ord::int AS ord, a.id IS NOT NULL AS ok, clock.now::text AS chain_now, a.deposit::text AS new_deposit,
+       c.id IS NOT NULL AS found, c.accepted_cumulative::text AS accepted, c.deposit::text AS deposit, c.closed,
+       c.withdraw_ready_at::text AS withdraw_ready_at,
+       CASE WHEN a.id IS NULL THEN EXISTS (SELECT 1 FROM payment p WHERE p.channel_id = i.channel_id
+         AND p.cumulative_amount = i.cumulative AND p.status = 'ACCEPTED') END AS held
+FROM i CROSS JOIN clock
+LEFT JOIN accepted a ON a.id = i.channel_id
+LEFT JOIN channel c ON c.id = i.channel_id
+ORDER BY i.ord`;
+
+type Row = {
+  ord: number;
+  ok: boolean;
+  chain_now: string;
+  new_deposit: string | null;
+  found: boolean;
+  accepted: string | null;
+  deposit: string | null;
+  closed: boolean | null;
+  withdraw_ready_at: string | null;
+  held: boolean | null;
+};
+
+/**
+ * Accepts each charge whose channel stands exactly at its voucher's total minus its price. Results are
+ * in input order; a refused charge does not affect the others. Charges on the same channel apply in
+ * input order, one statement per position (the gateway's group commit sends one per channel).
+ */
+export async function acceptVouchers(sql: Sql, charges: VoucherCharge[], context: AcceptContext): Promise<AcceptOutcome[]> {
+  const outcomes: AcceptOutcome[] = new Array(charges.length);
+  const rounds: number[][] = [];
+  const seen = new Map<string, number>();
+  charges.forEach((charge, index) => {
+    if (charge.price <= 0n) {
+      outcomes[index] = { ok: false, refusal: "INVALID_PRICE", chainNow: 0n };
+      return;
+    }
+    const id = charge.channelId.toLowerCase();
+    const round = seen.get(id) ?? 0;
+    seen.set(id, round + 1);
+    (rounds[round] ??= []).push(index);
+  });
+  for (const round of rounds) {
+    const results = await acceptDistinct(sql, round.map((i) => charges[i]!), context);
+    round.forEach((index, k) => (outcomes[index] = results[k]!));
+  }
+  return outcomes;
+}
+
+/** One statement for charges on distinct channels. */
+async function acceptDistinct(sql: Sql, charges: VoucherCharge[], context: AcceptContext): Promise<AcceptOutcome[]> {
+  // Rows are locked in channel-id order, so two statements over overlapping channels cannot deadlock.
+  const order = charges.map((_, i) => i).sort((a, b) => compare(charges[a]!.channelId.toLowerCase(), charges[b]!.channelId.toLowerCase()));
+  const sorted = order.map((i) => charges[i]!);
+  const paymentIds = sorted.map(() => randomUUID());
+  let rows: Row[];
+  try {
+    rows = await runWithRetry(() =>
+      sql.query<Row>(
+        ACCEPT,
+        [
+          sorted.map((c) => c.channelId.toLowerCase()),
+          sorted.map((c) => c.cumulativeAmount.toString()),
+          sorted.map((c) => c.price.toString()),
+          sorted.map((c) => c.signature),
+          paymentIds,
+          sorted.map((c) => c.requestKey),
+          BigInt(context.chainId).toString(),
+          BigInt(context.closingMarginSeconds).toString(),
+        ],
+        "paychan_accept_vouchers",
+      ),
+    );
+  } catch (error) {
+    // A standing payment at the same total that the statement's snapshot did not show (a concurrent
+    // void and re-acceptance) fails the whole statement on the unique index: decide each alone, so
+    // only that charge is refused.
+    if (postgresError(error)?.code === "23505" && charges.length > 1) {
+      const alone = await Promise.all(sorted.map((c) => acceptDistinct(sql, [c], context)));
+      return unsort(order, alone.map((r) => r[0]!));
+    }
+    if (postgresError(error)?.code === "23505") {
+      return [{ ok: false, refusal: "VOUCHER_REPLAYED", chainNow: 0n }];
+    }
+    throw error;
+  }
+  const results = rows.map((row, k): AcceptOutcome => {
+    const charge = sorted[k]!;
+    const chainNow = BigInt(row.chain_now);
+    if (row.ok) return { ok: true, paymentId: paymentIds[k]!, deposit: BigInt(row.new_deposit!) };
+    if (!row.found) return { ok: false, refusal: "CHANNEL_NOT_FOUND", chainNow };
+    const channel: ChannelSnapshot = {
+      acceptedCumulative: BigInt(row.accepted!),
+      deposit: BigInt(row.deposit!),
+      closed: row.closed!,
+      withdrawReadyAt: row.withdraw_ready_at === null ? null : BigInt(row.withdraw_ready_at),
+    };
+    return { ok: false, refusal: explain(charge, channel, row.held === true, chainNow, context), channel, chainNow };
+  });
+  return unsort(order, results);
+}
+
+/** Why the statement refused a charge, from the row it read (the first rule that fails). */
+function explain(charge: VoucherCharge, c: ChannelSnapshot, held: boolean, chainNow: bigint, context: AcceptContext): AcceptRefusal {
+  if (c.closed) return "CHANNEL_CLOSED";
+  if (c.withdrawReadyAt !== null && c.withdrawReadyAt <= chainNow + BigInt(context.closingMarginSeconds)) return "CHANNEL_CLOSING";
+  if (charge.cumulativeAmount <= c.acceptedCumulative) return "VOUCHER_REPLAYED";
+  if (charge.cumulativeAmount - charge.price !== c.acceptedCumulative) return "CUMULATIVE_MISMATCH";
+  if (charge.cumulativeAmount > c.deposit) return "EXCEEDS_DEPOSIT";
+  if (held) return "TOTAL_HELD";
+  // The snapshot allowed it: the row moved while the statement waited for its lock.
+  return "CONFLICT";
+}
+
+export type RetriedPayment = { paymentId: string; price: bigint; cumulativeAmount: bigint; deposit: bigint };
+
+/**
+ * The standing payment made with exactly this voucher for exactly this request within the last
+ * `withinSeconds`, if any: an identical retry (the response was lost) is served again with it and
+ * charged nothing more.
+ */
+export async function findRetriedPayment(
+  sql: Sql,
+  charge: Omit<VoucherCharge, "price">,
+  withinSeconds: number,
+): Promise<RetriedPayment | undefined> {
+  const [row] = await sql.query<{ id: string; price: string; cumulative_amount: string; deposit: string }>(
+    `SELECT p.id, p.price::text, p.cumulative_amount::text, c.deposit::text
+     FROM payment p JOIN channel c ON c.id = p.channel_id
+     WHERE p.channel_id = $1 AND p.cumulative_amount = $2 AND p.status = 'ACCEPTED'
+       AND p.signature = $3 AND p.request_key = $4 AND p.created_at > statement_timestamp() - make_interval(secs => $5)`,
+    [charge.channelId.toLowerCase(), charge.cumulativeAmount.toString(), charge.signature, charge.requestKey, withinSeconds],
+    "paychan_find_retried_payment",
+  );
+  if (!row) return undefined;
+  return { paymentId: row.id, price: BigInt(row.price), cumulativeAmount: BigInt(row.cumulative_amount), deposit: BigInt(row.deposit) };
+}
+
+/** Deadlocks and serialization failures abort the statement before it did anything: run it again. */
+async function runWithRetry<T>(run: () => Promise<T>, attempts = 5): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (error) {
+      const code = postgresError(error)?.code;
+      if (attempt >= attempts || (code !== "40P01" && code !== "40001")) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
+    }
+  }
+}
+
+function unsort<T>(order: number[], sorted: T[]): T[] {
+  const out: T[] = new Array(sorted.length);
+  order.forEach((original, k) => (out[original] = sorted[k]!));
+  return out;
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
