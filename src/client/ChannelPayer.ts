@@ -97,12 +97,13 @@ export class ChannelPayer {
     return current;
   }
 
-  /** Books a receipt: the server's accepted total is now the receipt's. */
+  /**
+   * Books a receipt: the server's accepted total is now the receipt's — unless the receipt claims more
+   * than this client ever signed. Following that would make the next voucher authorize the difference.
+   */
   async recordReceipt(receipt: Receipt): Promise<void> {
     const current = await this.state();
-    await this.store.save(this.channel.id, {
-      accepted: receipt.cumulativeAmount,
-      signedMax: current.signedMax > receipt.cumulativeAmount ? current.signedMax : receipt.cumulativeAmount,
-    });
+    if (receipt.cumulativeAmount > current.signedMax) return;
+    await this.store.save(this.channel.id, { accepted: receipt.cumulativeAmount, signedMax: current.signedMax });
   }
 }

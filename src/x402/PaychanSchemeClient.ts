@@ -115,7 +115,6 @@ export class PaychanSchemeClient implements SchemeNetworkClient {
     try {
       const receipt = receiptSchema.safeParse(context.settleResponse);
       if (receipt.success) {
-        if (receipt.data.channelId !== this.payer.channel.id) return;
         await this.payer.recordReceipt(receipt.data);
         await this.onReceipt?.(receipt.data);
         return;
