@@ -3,33 +3,19 @@
 // pays up front so later calls take one round trip instead of two. A paid request whose connection
 // fails is sent again unchanged, which the server serves without charging twice. Works in Node and
 // browsers.
-import type { LocalAccount } from "viem";
-import { PaymentError } from "../protocol/Errors.js";
-import { signVoucher } from "../protocol/Voucher.js";
 import {
   HEADERS,
-  X402_VERSION,
   decodePaymentRequired,
   decodeReceipt,
   encodeHeader,
-  networkOf,
-  type PaymentPayload,
   type PaymentRequirements,
   type Receipt,
 } from "../protocol/wire.js";
-import type { OpenedChannel } from "./channel.js";
-import { MemoryStateStore, type ChannelState, type ChannelStateStore } from "./stateStore.js";
+import { ChannelPayer, type ChannelPayerOptions } from "./ChannelPayer.js";
+import type { ChannelState } from "./stateStore.js";
 
-export type PaidFetchOptions = {
-  channel: OpenedChannel;
-  /** The session key that the channel names as its signer (or the payer's own local account). */
-  signer: Pick<LocalAccount, "signTypedData">;
-  /** Refuse to pay more than this per request (base units). */
-  maxPrice: bigint;
-  store?: ChannelStateStore;
+export type PaidFetchOptions = ChannelPayerOptions & {
   fetch?: typeof globalThis.fetch;
-  /** Called when the deposit runs short; top up (e.g. `topUp(...)`) and resolve to retry. */
-  onInsufficientDeposit?: (details: { deposit: bigint; needed: bigint }) => Promise<void>;
   /** Called with each receipt (e.g. to top up when `remaining` runs low). */
   onReceipt?: (receipt: Receipt) => void | Promise<void>;
 };
@@ -41,34 +27,15 @@ const MAX_ATTEMPTS = 3;
 const NETWORK_RETRIES = 2;
 
 export function createPaidFetch(options: PaidFetchOptions): PaidFetch {
-  const { channel, signer, maxPrice } = options;
-  const store = options.store ?? new MemoryStateStore();
+  const payer = new ChannelPayer(options);
   const fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
-  const network = networkOf(channel.location.chainId);
   const knownPrices = new Map<string, PaymentRequirements>();
   let queue: Promise<unknown> = Promise.resolve();
 
-  const state = async (): Promise<ChannelState> => (await store.load(channel.id)) ?? { accepted: 0n, signedMax: 0n };
-
-  const matches = (r: PaymentRequirements) =>
-    r.network === network &&
-    r.extra.escrow === channel.location.escrow &&
-    r.payTo === channel.config.payee &&
-    r.asset === channel.config.token;
+  const state = (): Promise<ChannelState> => payer.state();
 
   async function send(request: Request, requirements: PaymentRequirements, current: ChannelState) {
-    if (requirements.amount > maxPrice) {
-      throw new PaymentError("payment_required", `Price ${requirements.amount} exceeds maxPrice ${maxPrice}.`);
-    }
-    const cumulativeAmount = current.accepted + requirements.amount;
-    const voucher = await signVoucher(signer, { channelId: channel.id, cumulativeAmount }, channel.location);
-    // Remember the signature before it leaves: the server may claim it even if the response is lost.
-    if (cumulativeAmount > current.signedMax) await store.save(channel.id, { ...current, signedMax: cumulativeAmount });
-    const payload: PaymentPayload = {
-      x402Version: X402_VERSION,
-      accepted: requirements,
-      payload: { channel: channel.config, voucher },
-    };
+    const payload = await payer.sign(requirements, current);
     const headers = new Headers(request.headers);
     headers.set(HEADERS.signature, encodeHeader(payload));
     return sendPaid(new Request(request, { headers }));
@@ -100,23 +67,11 @@ export function createPaidFetch(options: PaidFetchOptions): PaidFetch {
       const header = response.headers.get(HEADERS.required);
       if (!header) return response;
       const required = decodePaymentRequired(header);
-      const requirements = required.accepts.find(matches);
+      const requirements = required.accepts.find(payer.matches);
       if (!requirements) return response;
       knownPrices.set(route, requirements);
-      const current = await state();
-      const server = requirements.extra.channel;
-      if (server && server.channelId === channel.id && server.acceptedCumulative !== current.accepted) {
-        // Follow the server only as far as what this client actually signed.
-        if (server.acceptedCumulative > current.signedMax) return response;
-        current.accepted = server.acceptedCumulative;
-        await store.save(channel.id, current);
-      }
-      if (required.code === "insufficient_deposit" && server) {
-        if (!options.onInsufficientDeposit) return response;
-        await options.onInsufficientDeposit({ deposit: server.deposit, needed: current.accepted + requirements.amount });
-      } else if (required.code && !["payment_required", "cumulative_mismatch", "voucher_replayed"].includes(required.code)) {
-        return response;
-      }
+      const current = await payer.recover(required.code, requirements);
+      if (!current) return response;
       known = requirements;
       response = await send(request.clone(), requirements, current);
     }
@@ -124,11 +79,7 @@ export function createPaidFetch(options: PaidFetchOptions): PaidFetch {
     const receiptHeader = response.headers.get(HEADERS.response);
     if (receiptHeader && response.status < 500) {
       const receipt = decodeReceipt(receiptHeader);
-      const current = await state();
-      await store.save(channel.id, {
-        accepted: receipt.cumulativeAmount,
-        signedMax: current.signedMax > receipt.cumulativeAmount ? current.signedMax : receipt.cumulativeAmount,
-      });
+      await payer.recordReceipt(receipt);
       await options.onReceipt?.(receipt);
     }
     return response;

@@ -56,6 +56,9 @@ export type Authorization = {
   receipt: Receipt;
 };
 
+/** How many times one payment is served again to identical retries (the SDK resends at most twice). */
+const MAX_RETRIES = 3;
+
 export class PaymentGateway {
   readonly location: EscrowLocation;
   readonly network: string;
@@ -155,7 +158,7 @@ export class PaymentGateway {
       if (outcome.channel) cached.seen = { acceptedCumulative: outcome.channel.acceptedCumulative, deposit: outcome.channel.deposit };
       switch (outcome.refusal) {
         case "VOUCHER_REPLAYED": {
-          const earlier = await this.store.findRetry(charge, this.maxTimeoutSeconds);
+          const earlier = await this.store.claimRetry(charge, this.maxTimeoutSeconds, MAX_RETRIES);
           if (earlier && earlier.price === price) return this.authorization(config, charge, earlier.paymentId, earlier.deposit, true);
           throw this.mismatch("voucher_replayed", voucher.channelId, outcome.channel!, charge);
         }

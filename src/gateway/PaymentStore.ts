@@ -16,8 +16,9 @@ export interface PaymentStore {
   saveChannel(channel: Omit<StoredChannel, "acceptedCumulative">): Promise<StoredChannel>;
   /** Decides each charge (on distinct channels) in one statement; see src/ledger/acceptVouchers.ts. */
   accept(charges: VoucherCharge[], context: AcceptContext): Promise<AcceptOutcome[]>;
-  /** The standing payment an identical retry of a paid request refers to, within `withinSeconds`. */
-  findRetry(charge: Omit<VoucherCharge, "price">, withinSeconds: number): Promise<RetriedPayment | undefined>;
+  /** The standing payment an identical retry of a paid request refers to, within `withinSeconds`,
+   * counting the retry; undefined once it was served again `maxRetries` times. */
+  claimRetry(charge: Omit<VoucherCharge, "price">, withinSeconds: number, maxRetries: number): Promise<RetriedPayment | undefined>;
   /** Voids an accepted payment (the handler failed) and reverses exactly its charge. Idempotent. */
   voidPayment(paymentId: string, reason: string): Promise<void>;
 }

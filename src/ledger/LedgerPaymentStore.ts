@@ -4,7 +4,7 @@
 // on close, so the journal trails the voucher store by about a second.
 import type { Hex } from "viem";
 import type { PaymentStore } from "../gateway/PaymentStore.js";
-import { acceptVouchers, findRetriedPayment, type AcceptContext, type AcceptOutcome, type VoucherCharge } from "./acceptVouchers.js";
+import { acceptVouchers, claimRetry, type AcceptContext, type AcceptOutcome, type VoucherCharge } from "./acceptVouchers.js";
 import { bookAccepted, voidPayment } from "./booking.js";
 import { loadChannel, saveChannel, type StoredChannel } from "./channels.js";
 import type { Database } from "./db.js";
@@ -44,8 +44,8 @@ export class LedgerPaymentStore implements PaymentStore {
     return outcomes;
   }
 
-  findRetry(charge: Omit<VoucherCharge, "price">, withinSeconds: number) {
-    return findRetriedPayment(this.db.sql, charge, withinSeconds);
+  claimRetry(charge: Omit<VoucherCharge, "price">, withinSeconds: number, maxRetries: number) {
+    return claimRetry(this.db.sql, charge, withinSeconds, maxRetries);
   }
 
   async voidPayment(paymentId: string, reason: string): Promise<void> {

@@ -214,21 +214,30 @@ export type RetriedPayment = { paymentId: string; price: bigint; cumulativeAmoun
 
 /**
  * The standing payment made with exactly this voucher for exactly this request within the last
- * `withinSeconds`, if any: an identical retry (the response was lost) is served again with it and
- * charged nothing more.
+ * `withinSeconds`, if any and if it was served again fewer than `maxRetries` times (counted here, in
+ * the same statement): an identical retry (the response was lost) is served again with it and charged
+ * nothing more.
  */
-export async function findRetriedPayment(
+export async function claimRetry(
   sql: Sql,
   charge: Omit<VoucherCharge, "price">,
   withinSeconds: number,
+  maxRetries: number,
 ): Promise<RetriedPayment | undefined> {
   const [row] = await sql.query<{ id: string; price: string; cumulative_amount: string; deposit: string }>(
-    `SELECT p.id, p.price::text, p.cumulative_amount::text, c.deposit::text
-     FROM payment p JOIN channel c ON c.id = p.channel_id
-     WHERE p.channel_id = $1 AND p.cumulative_amount = $2 AND p.status = 'ACCEPTED'
-       AND p.signature = $3 AND p.request_key = $4 AND p.created_at > statement_timestamp() - make_interval(secs => $5)`,
-    [charge.channelId.toLowerCase(), charge.cumulativeAmount.toString(), charge.signature, charge.requestKey, withinSeconds],
-    "paychan_find_retried_payment",
+    `WITH p AS (
+       SELECT p.id, p.price, p.cumulative_amount, c.deposit
+       FROM payment p JOIN channel c ON c.id = p.channel_id
+       WHERE p.channel_id = $1 AND p.cumulative_amount = $2 AND p.status = 'ACCEPTED'
+         AND p.signature = $3 AND p.request_key = $4 AND p.created_at > statement_timestamp() - make_interval(secs => $5)
+     ), counted AS (
+       INSERT INTO payment_retry (payment_id, retries) SELECT id, 1 FROM p
+       ON CONFLICT (payment_id) DO UPDATE SET retries = payment_retry.retries + 1 WHERE payment_retry.retries < $6
+       RETURNING payment_id
+     )
+     SELECT p.id, p.price::text, p.cumulative_amount::text, p.deposit::text FROM p JOIN counted ON counted.payment_id = p.id`,
+    [charge.channelId.toLowerCase(), charge.cumulativeAmount.toString(), charge.signature, charge.requestKey, withinSeconds, maxRetries],
+    "paychan_claim_retry",
   );
   if (!row) return undefined;
   return { paymentId: row.id, price: BigInt(row.price), cumulativeAmount: BigInt(row.cumulative_amount), deposit: BigInt(row.deposit) };

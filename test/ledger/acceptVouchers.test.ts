@@ -2,7 +2,7 @@ import { expect } from "chai";
 import fc from "fast-check";
 import { randomBytes } from "node:crypto";
 import { getAddress, toHex, zeroAddress, type Address, type Hex } from "viem";
-import { acceptVouchers, findRetriedPayment, type AcceptContext, type VoucherCharge } from "../../src/ledger/acceptVouchers.js";
+import { acceptVouchers, claimRetry, type AcceptContext, type VoucherCharge } from "../../src/ledger/acceptVouchers.js";
 import { accountId } from "../../src/ledger/accounts.js";
 import { toBigInt } from "../../src/ledger/amount.js";
 import { nativeAsset, tokenAsset } from "../../src/ledger/asset.js";
@@ -192,19 +192,24 @@ describeEachDatabase("accepting vouchers", (db) => {
     expect((await accept(db(), [charge(id, 2n, 1n)], ctx))[0]).to.include({ ok: true });
   });
 
-  it("finds the payment of an identical retry (same voucher, same request), and nothing else", async () => {
+  it("finds the payment of an identical retry (same voucher, same request) a bounded number of times, and nothing else", async () => {
     const id = await openChannel(db(), 100n);
     const first = charge(id, 10n, 10n, "GET https://seller.example/a");
     const [accepted] = await accept(db(), [first]);
     if (!accepted?.ok) throw new Error("not accepted");
     const [replayed] = await accept(db(), [first]);
     expect(replayed).to.include({ ok: false, refusal: "VOUCHER_REPLAYED" });
-    expect(await findRetriedPayment(db().sql, first, 60)).to.deep.equal({ paymentId: accepted.paymentId, price: 10n, cumulativeAmount: 10n, deposit: 100n });
-    expect(await findRetriedPayment(db().sql, { ...first, requestKey: "GET https://seller.example/b" }, 60), "another request").to.equal(undefined);
-    expect(await findRetriedPayment(db().sql, { ...first, signature: signature() }, 60), "another signature").to.equal(undefined);
-    expect(await findRetriedPayment(db().sql, first, 0), "past the payment's validity").to.equal(undefined);
-    await voidPayment(db().prisma, accepted.paymentId);
-    expect(await findRetriedPayment(db().sql, first, 60), "a voided payment").to.equal(undefined);
+    const original = { paymentId: accepted.paymentId, price: 10n, cumulativeAmount: 10n, deposit: 100n };
+    expect(await claimRetry(db().sql, { ...first, requestKey: "GET https://seller.example/b" }, 60, 3), "another request").to.equal(undefined);
+    expect(await claimRetry(db().sql, { ...first, signature: signature() }, 60, 3), "another signature").to.equal(undefined);
+    expect(await claimRetry(db().sql, first, 0, 3), "past the payment's validity").to.equal(undefined);
+    for (let retry = 1; retry <= 3; retry++) expect(await claimRetry(db().sql, first, 60, 3), `retry ${retry}`).to.deep.equal(original);
+    expect(await claimRetry(db().sql, first, 60, 3), "a fourth retry").to.equal(undefined);
+    const again = charge(id, 20n, 10n, "GET https://seller.example/c");
+    const [second] = await accept(db(), [again]);
+    if (!second?.ok) throw new Error("not accepted");
+    await voidPayment(db().prisma, second.paymentId);
+    expect(await claimRetry(db().sql, again, 60, 3), "a voided payment").to.equal(undefined);
   });
 
   it("voids a payment once, replays the same void, and refuses another", async () => {

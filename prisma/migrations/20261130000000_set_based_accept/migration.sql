@@ -28,6 +28,16 @@ ALTER TABLE "payment" DROP COLUMN "journal_entry_id";
 DROP INDEX "payment_channel_id_request_id_key";
 ALTER TABLE "payment" RENAME COLUMN "request_id" TO "request_key";
 
+-- How many times a payment was served again to an identical retry: bounded, so a captured header
+-- cannot be replayed without end within the payment's validity.
+CREATE TABLE "payment_retry" (
+    "payment_id" UUID NOT NULL,
+    "retries" INTEGER NOT NULL,
+
+    CONSTRAINT "payment_retry_pkey" PRIMARY KEY ("payment_id")
+);
+ALTER TABLE "payment_retry" ADD CONSTRAINT "payment_retry_payment_id_fkey" FOREIGN KEY ("payment_id") REFERENCES "payment"("id") ON DELETE RESTRICT ON UPDATE RESTRICT;
+
 -- The chain's clock as the watcher last read it: the withdrawal margin is measured in chain time,
 -- extrapolated by the database's own clock since it was read, the same for every process.
 CREATE TABLE "chain_head" (
