@@ -11,18 +11,13 @@ import { getAddress, hexToBytes, zeroAddress, type Address, type Hex } from "vie
 import { channelId, voucherSigner, type ChannelConfig, type EscrowLocation } from "../protocol/Channel.js";
 import { PaymentError } from "../protocol/Errors.js";
 import type { SignedVoucher } from "../protocol/Voucher.js";
-import {
-  SCHEME,
-  X402_VERSION,
-  decodePaymentSignature,
-  networkOf,
-  type PaymentRequired,
-  type PaymentRequirements,
-  type Receipt,
-} from "../protocol/wire.js";
+import { SCHEME, networkOf, parsePaychanPayment, type PaymentRequirements, type Receipt } from "../protocol/wire.js";
+import { tokenAsset, type Asset } from "../ledger/asset.js";
+import type { Quote } from "../policy/prices.js";
 import { LruMap, type ChannelCache, type CodeCache } from "./ChannelCache.js";
 import { GroupCommit } from "./GroupCommit.js";
 import type { AcceptOutcome, ChannelReader, ChannelRecord, ChannelSnapshot, PaymentStore, VoucherCharge } from "./PaymentStore.js";
+import type { PaidRequest, PaymentHeader, PaymentScheme, Settled } from "./PaymentScheme.js";
 import { recoverSigner, voucherDigester } from "./signatures.js";
 
 export type GatewayOptions = {
@@ -44,10 +39,7 @@ export type GatewayOptions = {
   channelCacheSize?: number;
 };
 
-export type Resource = { url: string; description?: string; mimeType?: string };
-
-export type Authorization = {
-  paymentId: string;
+export type Authorization = Settled & {
   channelId: Hex;
   price: bigint;
   cumulativeAmount: bigint;
@@ -59,11 +51,15 @@ export type Authorization = {
 /** How many times one payment is served again to identical retries (the SDK resends at most twice). */
 const MAX_RETRIES = 3;
 
-export class PaymentGateway {
+export class PaymentGateway implements PaymentScheme {
+  readonly scheme = SCHEME;
   readonly location: EscrowLocation;
   readonly network: string;
   readonly payee: Address;
+  /** The token charged: `zeroAddress` for native ETH. */
   readonly asset: Address;
+  /** The same token as the ledger and the price table name it. */
+  readonly defaultAsset: Asset;
   readonly minWithdrawDelay: number;
   readonly closingMarginSeconds: number;
   private readonly maxTimeoutSeconds: number;
@@ -82,6 +78,7 @@ export class PaymentGateway {
     this.network = networkOf(options.chainId);
     this.payee = getAddress(options.payee);
     this.asset = getAddress(options.asset);
+    this.defaultAsset = tokenAsset(options.chainId, this.asset);
     this.minWithdrawDelay = options.minWithdrawDelay ?? 86_400;
     this.closingMarginSeconds = options.closingMarginSeconds ?? 3_600;
     this.maxTimeoutSeconds = options.maxTimeoutSeconds ?? 60;
@@ -94,8 +91,17 @@ export class PaymentGateway {
     this.contracts = new LruMap(options.channelCacheSize ?? 50_000);
   }
 
-  /** The terms for one request, with the server's view of the client's channel when it is known. */
-  requirements(price: bigint, channel?: { id: Hex; acceptedCumulative: bigint; deposit: bigint }): PaymentRequirements {
+  /** The paychan terms for a route priced `quote`; with a refusal naming a channel, the server's
+   * view of that channel, so a client that is behind can resync. */
+  requirements(quote: Quote, refusal?: PaymentError): PaymentRequirements | undefined {
+    const price = quote.get(this.defaultAsset);
+    if (price === undefined) return undefined;
+    const hint = typeof refusal?.details?.channelId === "string" ? (refusal.details.channelId as Hex) : undefined;
+    const seen = hint ? this.channels.peek(hint)?.seen : undefined;
+    return this.terms(price, seen && hint ? { id: hint, ...seen } : undefined);
+  }
+
+  private terms(price: bigint, channel?: { id: Hex; acceptedCumulative: bigint; deposit: bigint }): PaymentRequirements {
     return {
       scheme: SCHEME,
       network: this.network,
@@ -114,29 +120,16 @@ export class PaymentGateway {
     };
   }
 
-  /** The body of a PAYMENT-REQUIRED header for a refused or unpaid request. */
-  paymentRequired(price: bigint, resource: Resource, error?: PaymentError, channelIdHint?: Hex): PaymentRequired {
-    const seen = channelIdHint ? this.channels.peek(channelIdHint)?.seen : undefined;
-    return {
-      x402Version: X402_VERSION,
-      ...(error && { error: error.message, code: error.code }),
-      resource: { url: resource.url, description: resource.description ?? "", mimeType: resource.mimeType ?? "" },
-      accepts: [this.requirements(price, seen && channelIdHint ? { id: channelIdHint, ...seen } : undefined)],
-    };
-  }
-
   /**
-   * Decides whether `header` pays `price` for this request (`method` and `resource.url` identify it)
-   * and, if so, has the payment accepted durably before returning. Throws a PaymentError (with a
-   * stable code) for every refusal.
+   * Decides whether `payment` pays this request's price and, if so, has it accepted durably before
+   * returning. Rejects with a PaymentError (with a stable code) for every refusal.
    */
-  async authorize(header: string | undefined, price: bigint, resource: Resource, method = "GET"): Promise<Authorization> {
-    if (header === undefined || header === "") {
-      throw new PaymentError("payment_required", "This resource requires payment: send a PAYMENT-SIGNATURE header.");
-    }
-    const payment = decodePaymentSignature(header);
-    const { channel: config, voucher } = payment.payload;
-    this.checkOffer(payment.accepted, price);
+  async authorize(payment: PaymentHeader, quote: Quote, request: PaidRequest): Promise<Authorization> {
+    const price = quote.get(this.defaultAsset);
+    if (price === undefined) throw new PaymentError("unsupported_scheme", `This resource is not priced in ${this.defaultAsset}.`);
+    const { accepted, payload } = parsePaychanPayment(payment.json);
+    const { channel: config, voucher } = payload;
+    this.checkOffer(accepted, price);
     this.checkChannelTerms(config);
     const cached = await this.channelFor(voucher.channelId, config);
     if (cached.final) throw cached.final;
@@ -147,7 +140,7 @@ export class PaymentGateway {
       cumulativeAmount: voucher.cumulativeAmount,
       price,
       signature: voucher.signature,
-      requestKey: requestKeyOf(method, resource.url, header),
+      requestKey: requestKeyOf(request.method, request.url, payment.header),
     };
     for (let attempt = 0; ; attempt++) {
       const outcome = await this.commits.submit(charge);
@@ -197,11 +190,11 @@ export class PaymentGateway {
     }
   }
 
-  /** Called once the handler has answered: a server error voids the charge. */
-  async complete(authorization: Authorization, status: number): Promise<void> {
+  /** Once the handler has answered: a server error voids the charge. */
+  private async complete(paymentId: string, channelId: Hex, status: number): Promise<void> {
     if (status < 500) return;
-    await this.store.voidPayment(authorization.paymentId, `handler answered ${status}`);
-    const cached = this.channels.peek(authorization.channelId);
+    await this.store.voidPayment(paymentId, `handler answered ${status}`);
+    const cached = this.channels.peek(channelId);
     if (cached?.seen) cached.seen = undefined;
   }
 
@@ -212,6 +205,7 @@ export class PaymentGateway {
       price: charge.price,
       cumulativeAmount: charge.cumulativeAmount,
       retried,
+      complete: (status) => this.complete(paymentId, charge.channelId, status),
       receipt: {
         success: true,
         scheme: SCHEME,
@@ -235,7 +229,7 @@ export class PaymentGateway {
     if (accepted.extra.escrow !== this.location.escrow) {
       throw new PaymentError("wrong_escrow", `This gateway uses the escrow at ${this.location.escrow}.`);
     }
-    const offered = this.requirements(price);
+    const offered = this.terms(price);
     const differs = (
       [
         ["amount", accepted.amount, offered.amount],

@@ -1,4 +1,6 @@
 // The seller's side: the framework-free PaymentGateway and its Express adapter.
-export { PaymentGateway, type Authorization, type GatewayOptions, type Resource } from "./PaymentGateway.js";
-export { paywall, charge, type Price, type RouteSpec } from "./paywall.js";
+export { PaymentGateway, type Authorization, type GatewayOptions } from "./PaymentGateway.js";
+export { paywall, payments, type Price, type PaywallOptions, type RouteSpec } from "./paywall.js";
+export type { PaidRequest, PaymentHeader, PaymentScheme, Requirements, Settled } from "./PaymentScheme.js";
+export { PriceTable, type PriceSpec, type Quote, type Rate } from "../policy/prices.js";
 export type { ChannelReader, ChannelRecord, PaymentStore } from "./PaymentStore.js";

@@ -1,91 +1,132 @@
-// Express adapter for PaymentGateway: `app.use(paywall(gateway, { "GET /quote": 1000n }))`.
+// Express adapter for payment schemes: `app.use(paywall(gateway, { "GET /quote": 1000n }))`, or with
+// several schemes and one price table, `paywall([gateway, credit], { "GET /quote": { usd: "0.001" } },
+// { prices })`. An unpaid request gets a 402 listing every scheme's terms; a paid one goes to the
+// scheme its PAYMENT-SIGNATURE names.
+//
 // Routes are matched by an Express Router built from the same patterns, so a path is paywalled
 // exactly when Express would route it to the handler (case, trailing slashes, params): there is no
 // second matcher to disagree with and be bypassed.
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from "express";
 import { PaymentError, isPaymentError } from "../protocol/Errors.js";
-import { HEADERS, encodeHeader } from "../protocol/wire.js";
-import type { Hex } from "viem";
-import type { PaymentGateway, Resource } from "./PaymentGateway.js";
+import { HEADERS, X402_VERSION, decodePaymentEnvelope, encodeHeader } from "../protocol/wire.js";
+import { PriceError, PriceTable, type PriceSpec, type Quote } from "../policy/prices.js";
+import type { PaymentScheme, Requirements, Settled } from "./PaymentScheme.js";
 
-/** A fixed price in base units, or one computed from the request. */
-export type Price = bigint | ((req: Request) => bigint | Promise<bigint>);
+/** A route's price (see PriceSpec), or one computed from the request. */
+export type Price = PriceSpec | ((req: Request) => PriceSpec | Promise<PriceSpec>);
 export type RouteSpec = Price | { price: Price; description?: string; mimeType?: string };
+
+export type PaywallOptions = {
+  /** Converts USD prices per asset; by default bare bigints are in the first scheme's asset. */
+  prices?: PriceTable;
+  /** Where unexpected failures of the payment service are reported (default console.error). */
+  onError?: (message: string, error: unknown) => void;
+};
 
 const METHODS = ["get", "post", "put", "patch", "delete", "head", "options", "all"] as const;
 type Method = (typeof METHODS)[number];
 
+type Resource = { url: string; description?: string; mimeType?: string };
+
 /** `routes` maps "METHOD /path" (Express path syntax; METHOD may be omitted for all) to a price. */
-export function paywall(gateway: PaymentGateway, routes: Record<string, RouteSpec>): RequestHandler {
+export function paywall(schemes: PaymentScheme | PaymentScheme[], routes: Record<string, RouteSpec>, options: PaywallOptions = {}): RequestHandler {
+  const charge = payments(schemes, options);
   const router = express.Router();
   for (const [key, spec] of Object.entries(routes)) {
     const [first, second] = key.trim().split(/\s+/, 2);
     const method = (second ? first!.toLowerCase() : "all") as Method;
     const path = second ?? first!;
     if (!METHODS.includes(method)) throw new Error(`paywall: unknown method in route "${key}"`);
-    router[method](path, charge(gateway, typeof spec === "object" && "price" in spec ? spec : { price: spec }));
+    router[method](path, charge(isRouteObject(spec) ? spec : { price: spec }));
   }
   // A Router answers OPTIONS for its paths by itself; a CORS preflight must reach the app's own handlers.
   const paysOptions = Object.keys(routes).some((key) => /^options\s/i.test(key.trim()));
   return (req, res, next) => (req.method === "OPTIONS" && !paysOptions ? next() : router(req, res, next));
 }
 
-/** The middleware for one route; use it directly as `app.get(path, charge(gateway, {price}), handler)`. */
-export function charge(
-  gateway: PaymentGateway,
-  spec: { price: Price; description?: string; mimeType?: string },
-): RequestHandler {
-  return async (req: Request, res: Response, next: NextFunction) => {
-    const resource: Resource = {
-      url: `${req.protocol}://${req.get("host") ?? "localhost"}${req.originalUrl}`,
-      description: spec.description,
-      mimeType: spec.mimeType,
-    };
-    let price: bigint;
-    try {
-      price = typeof spec.price === "bigint" ? spec.price : await spec.price(req);
-      if (typeof price !== "bigint" || price <= 0n) throw new Error("price must be a positive bigint");
-    } catch (cause) {
-      return refuse(res, gateway, 0n, resource, new PaymentError("price_unavailable", `No price for this request: ${String(cause)}`));
-    }
+/**
+ * The middleware factory for single routes: `const pay = payments(gateway); app.get(path,
+ * pay({ price }), handler)`.
+ */
+export function payments(schemes: PaymentScheme | PaymentScheme[], options: PaywallOptions = {}) {
+  const list = Array.isArray(schemes) ? schemes : [schemes];
+  if (list.length === 0) throw new Error("paywall: give at least one payment scheme");
+  const defaultAsset = list.find((s) => s.defaultAsset)?.defaultAsset;
+  const prices = options.prices ?? (defaultAsset ? new PriceTable(defaultAsset) : undefined);
+  if (!prices) throw new Error("paywall: no scheme names a default asset; pass a PriceTable");
+  const onError = options.onError ?? ((message: string, error: unknown) => console.error(message, error));
+  const byName = new Map(list.map((s) => [s.scheme, s]));
 
-    let authorization;
-    try {
-      authorization = await gateway.authorize(req.get(HEADERS.signature), price, resource, req.method);
-    } catch (error) {
-      if (isPaymentError(error)) return refuse(res, gateway, price, resource, error);
-      // The request was fine; the gateway's database or chain was not. Nothing was charged.
-      console.error("paywall: could not authorize a payment:", error);
-      res.setHeader("Retry-After", "1");
-      return refuse(res, gateway, price, resource, new PaymentError("temporarily_unavailable", "The payment service is briefly unavailable; retry in a moment. You were not charged."));
-    }
+  return (spec: { price: Price; description?: string; mimeType?: string }): RequestHandler =>
+    async (req: Request, res: Response, next: NextFunction) => {
+      const resource: Resource = {
+        url: `${req.protocol}://${req.get("host") ?? "localhost"}${req.originalUrl}`,
+        description: spec.description,
+        mimeType: spec.mimeType,
+      };
+      let quote: Quote;
+      try {
+        quote = prices.quote(typeof spec.price === "function" ? await spec.price(req) : spec.price);
+      } catch (cause) {
+        const reason = cause instanceof PriceError ? cause.message : String(cause);
+        return refuse(res, list, new Map(), resource, new PaymentError("price_unavailable", `No price for this request: ${reason}`));
+      }
 
-    res.setHeader(HEADERS.response, encodeHeader(authorization.receipt));
-    res.setHeader("Access-Control-Expose-Headers", `${HEADERS.response}, ${HEADERS.required}`);
-    // A handler failure voids the charge, so its 5xx must not carry a receipt.
-    const writeHead = res.writeHead;
-    res.writeHead = function (this: Response, ...args: Parameters<Response["writeHead"]>) {
-      if (this.statusCode >= 500 || (typeof args[0] === "number" && args[0] >= 500)) this.removeHeader(HEADERS.response);
-      return writeHead.apply(this, args);
-    } as Response["writeHead"];
-    let completed = false;
-    const complete = () => {
-      if (completed) return;
-      completed = true;
-      gateway.complete(authorization, res.statusCode).catch((error: unknown) => {
-        console.error(`paywall: could not void payment ${authorization.paymentId}:`, error);
-      });
+      let settled: Settled;
+      try {
+        const header = req.get(HEADERS.signature);
+        if (header === undefined || header === "") {
+          throw new PaymentError("payment_required", "This resource requires payment: send a PAYMENT-SIGNATURE header.");
+        }
+        const { scheme, json } = decodePaymentEnvelope(header);
+        const handler = byName.get(scheme);
+        if (!handler || !handler.requirements(quote)) {
+          const offered = list.filter((s) => s.requirements(quote)).map((s) => `"${s.scheme}"`).join(", ");
+          throw new PaymentError("unsupported_scheme", `This resource is not paid with "${scheme}" here; it accepts ${offered}.`);
+        }
+        settled = await handler.authorize({ header, json }, quote, { method: req.method, url: resource.url });
+      } catch (error) {
+        if (isPaymentError(error)) return refuse(res, list, quote, resource, error);
+        // The request was fine; the gateway's database or chain was not. Nothing was charged.
+        onError("paywall: could not authorize a payment:", error);
+        res.setHeader("Retry-After", "1");
+        return refuse(res, list, quote, resource, new PaymentError("temporarily_unavailable", "The payment service is briefly unavailable; retry in a moment. You were not charged."));
+      }
+
+      res.setHeader(HEADERS.response, encodeHeader(settled.receipt));
+      res.setHeader("Access-Control-Expose-Headers", `${HEADERS.response}, ${HEADERS.required}`);
+      // A handler failure voids the charge, so its 5xx must not carry a receipt.
+      const writeHead = res.writeHead;
+      res.writeHead = function (this: Response, ...args: Parameters<Response["writeHead"]>) {
+        if (this.statusCode >= 500 || (typeof args[0] === "number" && args[0] >= 500)) this.removeHeader(HEADERS.response);
+        return writeHead.apply(this, args);
+      } as Response["writeHead"];
+      let completed = false;
+      const complete = () => {
+        if (completed) return;
+        completed = true;
+        settled.complete(res.statusCode).catch((error: unknown) => onError(`paywall: could not void payment ${settled.paymentId}:`, error));
+      };
+      res.once("finish", complete);
+      res.once("close", complete);
+      next();
     };
-    res.once("finish", complete);
-    res.once("close", complete);
-    next();
-  };
 }
 
-function refuse(res: Response, gateway: PaymentGateway, price: bigint, resource: Resource, error: PaymentError) {
-  const hint = typeof error.details?.channelId === "string" ? (error.details.channelId as Hex) : undefined;
-  const body = gateway.paymentRequired(price, resource, error, hint);
+function refuse(res: Response, schemes: PaymentScheme[], quote: Quote, resource: Resource, error: PaymentError) {
+  const accepts: Requirements[] = schemes.flatMap((s) => s.requirements(quote, error) ?? []);
+  const body = {
+    x402Version: X402_VERSION,
+    error: error.message,
+    code: error.code,
+    resource: { url: resource.url, description: resource.description ?? "", mimeType: resource.mimeType ?? "" },
+    accepts,
+  };
   res.setHeader(HEADERS.required, encodeHeader(body));
   res.setHeader("Access-Control-Expose-Headers", HEADERS.required);
   res.status(error.status).json({ error: error.code, message: error.message, ...(error.details && { details: error.details }) });
+}
+
+function isRouteObject(spec: RouteSpec): spec is { price: Price; description?: string; mimeType?: string } {
+  return typeof spec === "object" && spec !== null && "price" in spec;
 }

@@ -151,8 +151,11 @@ function describe(error: z.ZodError): string {
   return issue ? `${issue.path.join(".") || "(root)"}: ${issue.message}` : "invalid";
 }
 
-/** Decodes a PAYMENT-SIGNATURE header, or throws a PaymentError that says what is wrong. */
-export function decodePaymentSignature(header: string): PaymentPayload {
+/**
+ * A PAYMENT-SIGNATURE header decoded as far as every scheme shares: base64 JSON of x402 version 2,
+ * and the scheme it pays with (`accepted.scheme`). Throws a PaymentError that says what is wrong.
+ */
+export function decodePaymentEnvelope(header: string): { scheme: string; json: unknown } {
   const json = decodeJson(header);
   const envelope = envelopeSchema.safeParse(json);
   if (!envelope.success) {
@@ -161,14 +164,23 @@ export function decodePaymentSignature(header: string): PaymentPayload {
   if (envelope.data.x402Version !== X402_VERSION) {
     throw new PaymentError("unsupported_version", `Only x402Version ${X402_VERSION} is supported.`);
   }
-  if (envelope.data.accepted.scheme !== SCHEME) {
-    throw new PaymentError("unsupported_scheme", `Only the "${SCHEME}" scheme is accepted here.`);
-  }
+  return { scheme: envelope.data.accepted.scheme, json };
+}
+
+/** A decoded payload of the paychan scheme, checked in full, or a PaymentError that says what is wrong. */
+export function parsePaychanPayment(json: unknown): PaymentPayload {
   const parsed = paymentPayloadSchema.safeParse(json);
   if (!parsed.success) {
     throw new PaymentError("malformed_payment", `Payment payload is invalid at ${describe(parsed.error)}.`);
   }
   return parsed.data;
+}
+
+/** Decodes a PAYMENT-SIGNATURE header of the paychan scheme, or throws a PaymentError that says what is wrong. */
+export function decodePaymentSignature(header: string): PaymentPayload {
+  const { scheme, json } = decodePaymentEnvelope(header);
+  if (scheme !== SCHEME) throw new PaymentError("unsupported_scheme", `Only the "${SCHEME}" scheme is accepted here.`);
+  return parsePaychanPayment(json);
 }
 
 /** Decodes a PAYMENT-REQUIRED header; entries of schemes other than ours are dropped. */

@@ -1,0 +1,52 @@
+// One way of paying for a request — an x402 scheme: `paychan` (a voucher on a channel,
+// PaymentGateway), and the others a seller adds beside it. The paywall (paywall.ts) lists every
+// scheme's terms in the 402's `accepts`, in the order given, and hands a paid request to the scheme
+// its PAYMENT-SIGNATURE names. Each scheme decides and records its payments durably before the
+// handler runs, with the same guarantees: no charge for a 5xx, nothing served unpaid.
+import type { PaymentError } from "../protocol/Errors.js";
+import type { Asset } from "../ledger/asset.js";
+import type { Quote } from "../policy/prices.js";
+
+/** The request being paid for: its method and absolute URL identify it (retries, receipts). */
+export type PaidRequest = { method: string; url: string };
+
+/** A PAYMENT-SIGNATURE as the paywall received it: the header itself and its decoded JSON. */
+export type PaymentHeader = { header: string; json: unknown };
+
+/** One entry of a 402's `accepts` (x402 v2 PaymentRequirements); amounts are base units. */
+export type Requirements = {
+  scheme: string;
+  network: string;
+  amount: bigint;
+  asset: string;
+  payTo: string;
+  maxTimeoutSeconds: number;
+  extra?: Record<string, unknown>;
+};
+
+/** An accepted payment: its receipt (the PAYMENT-RESPONSE) and what to do once the handler answered. */
+export type Settled = {
+  paymentId: string;
+  receipt: unknown;
+  /** Called once with the handler's status: a 5xx voids the charge. */
+  complete(status: number): Promise<void>;
+};
+
+export interface PaymentScheme {
+  /** The x402 scheme name, e.g. "paychan". */
+  readonly scheme: string;
+  /** The asset a bare bigint route price is in, for the scheme listed first. */
+  readonly defaultAsset?: Asset;
+  /**
+   * This scheme's terms for a route priced `quote`, or undefined when the route cannot be paid this
+   * way (no price in its asset). `refusal` is the error being answered: a scheme may add what its
+   * client needs to recover from it (paychan adds its view of the channel).
+   */
+  requirements(quote: Quote, refusal?: PaymentError): Requirements | undefined;
+  /**
+   * Decides whether `payment` (a PAYMENT-SIGNATURE naming this scheme) pays `quote` for `request`, and
+   * if so records the payment durably before resolving. Rejects with a PaymentError for every
+   * refusal; any other rejection means the payment service failed and nothing was charged.
+   */
+  authorize(payment: PaymentHeader, quote: Quote, request: PaidRequest): Promise<Settled>;
+}
