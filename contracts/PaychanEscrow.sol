@@ -464,8 +464,7 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
 
     function _send(address token, address to, uint256 amount) private {
         if (token == address(0)) {
-            (bool ok,) = to.call{value: amount}("");
-            if (!ok) revert EthTransferFailed(to);
+            if (!_sendEth(to, amount, gasleft())) revert EthTransferFailed(to);
         } else {
             IERC20(token).safeTransfer(to, amount);
         }
@@ -476,13 +475,22 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
     function _refund(address token, address payer, uint256 amount) private {
         bool ok;
         if (token == address(0)) {
-            (ok,) = payer.call{value: amount, gas: REFUND_GAS_LIMIT}("");
+            ok = _sendEth(payer, amount, REFUND_GAS_LIMIT);
         } else {
             ok = IERC20(token).trySafeTransfer(payer, amount);
         }
         if (!ok) {
             credits[payer][token] += amount;
             emit RefundCredited(payer, token, amount);
+        }
+    }
+
+    /// @dev Sends ETH and copies none of the recipient's return data: Solidity's `call` would copy all
+    /// of it into memory, so a recipient answering with ~180 KB (within its gas cap) would make the
+    /// caller pay again, quadratically, for the copy.
+    function _sendEth(address to, uint256 amount, uint256 gasLimit) private returns (bool ok) {
+        assembly ("memory-safe") {
+            ok := call(gasLimit, to, amount, 0, 0, 0, 0)
         }
     }
 }

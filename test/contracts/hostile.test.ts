@@ -7,7 +7,7 @@ import { channelId, escrowDomain, type ChannelConfig } from "../../src/protocol/
 import { signVoucher, voucherTypes } from "../../src/protocol/Voucher.js";
 
 const DEPOSIT = 1_000_000n;
-const Mode = { Honest: 0, Revert: 1, BurnGas: 2 } as const;
+const Mode = { Honest: 0, Revert: 1, BurnGas: 2, ReturnBomb: 3, ValidOnlyInCalls: 4 } as const;
 const Skip = { InvalidSignature: 4 } as const;
 
 /** A ContractWallet owned by a funded account, holding ETH, with a helper to act through it. */
@@ -155,6 +155,26 @@ describe("PaychanEscrow against hostile counterparties", () => {
         f.escrow.write.finalizeWithdrawal([ch.cfg], { account: f.payer.account }),
         [{ address: f.payer.account.address, amount: DEPOSIT }],
       );
+    });
+  });
+
+  describe("refunds to a hostile payer", () => {
+    it("charges a close no more than the refund's gas cap when the payer answers the refund with ~180 KB of return data", async () => {
+      const f = await deployEscrow();
+      const closeGas = async (mode: number) => {
+        const w = await contractWallet(f);
+        const ch = await openFromWallet(f, w, { signer: sessionKey().address });
+        await w.setMode(mode);
+        const hash = await f.escrow.write.close([ch.cfg, 0n, "0x"], { account: f.payee.account });
+        await f.viem.assertions.balancesHaveChanged(hash, [{ address: w.wallet.address, amount: DEPOSIT }]);
+        return (await f.publicClient.waitForTransactionReceipt({ hash })).gasUsed;
+      };
+      const honest = await closeGas(Mode.Honest);
+      const bomb = await closeGas(Mode.ReturnBomb);
+      // The payer may spend its whole capped allowance (here on memory for its answer); the escrow must
+      // not add the cost of copying that answer into its own memory on top.
+      const cap = await f.escrow.read.REFUND_GAS_LIMIT();
+      expect(bomb - honest <= cap, `close cost ${honest} gas, ${bomb} against a return bomb; the cap is ${cap}`).to.equal(true);
     });
   });
 
