@@ -117,6 +117,7 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
     error ClaimWindowClosed(bytes32 channelId, uint64 readyAt);
     error NotPayer(address caller);
     error NotPayeeOrOperator(address caller);
+    error NotPayee(address caller);
     error InvalidSignature(bytes32 channelId);
     error NothingToClaim(bytes32 channelId);
     error NoCredit();
@@ -204,8 +205,10 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
 
     // ---------------------------------------------------------------- payee
 
-    /// @notice Lets `operator` (e.g. a settlement hot wallet) claim and close the caller's channels.
-    /// Funds always go to the payee, never to the operator.
+    /// @notice Lets `operator` (e.g. a settlement hot wallet) claim the caller's channels with `claim`
+    /// and `claimBatch`. Funds always go to the payee, never to the operator. An operator cannot
+    /// `close`: a close ends the channel and refunds the rest, so a leaked hot key could otherwise close
+    /// without the payee's latest voucher and send its unclaimed earnings back to the payer.
     function setOperator(address operator, bool approved) external {
         isOperator[msg.sender][operator] = approved;
         emit OperatorSet(msg.sender, operator, approved);
@@ -258,12 +261,12 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
     }
 
     /// @notice Cooperative close: claims the final voucher (if it is newer than what was claimed) and
-    /// returns the unspent rest to the payer at once.
+    /// returns the unspent rest to the payer at once. Only the payee itself may close, never an operator.
     function close(ChannelConfig calldata cfg, uint256 cumulativeAmount, bytes calldata signature)
         external
         nonReentrant
     {
-        _checkPayeeOrOperator(cfg.payee);
+        if (msg.sender != cfg.payee) revert NotPayee(msg.sender);
         bytes32 channelId = channelIdOf(cfg);
         Channel memory ch = _channels[channelId];
         if (ch.withdrawReadyAt == CLOSED) revert ChannelIsClosed(channelId);

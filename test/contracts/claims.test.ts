@@ -84,7 +84,7 @@ describe("PaychanEscrow claims", () => {
     });
   });
 
-  describe("only the payee or its operator can claim", () => {
+  describe("only the payee or its operator can claim, and only the payee can close", () => {
     it("rejects claim, claimBatch and close from the payer or a stranger", async () => {
       const f = await deployEscrow();
       const ch = await openChannel(f, DEPOSIT);
@@ -94,11 +94,16 @@ describe("PaychanEscrow claims", () => {
         const attempts = [
           () => f.escrow.write.claim([ch.cfg, 100n, voucher], { account: caller }),
           () => f.escrow.write.claimBatch([ch.cfg.payee, zeroAddress, [entry]], { account: caller }),
-          () => f.escrow.write.close([ch.cfg, 100n, voucher], { account: caller }),
         ];
         for (const attempt of attempts) {
           await f.viem.assertions.revertWithCustomErrorWithArgs(attempt(), f.escrow, "NotPayeeOrOperator", [caller.address]);
         }
+        await f.viem.assertions.revertWithCustomErrorWithArgs(
+          f.escrow.write.close([ch.cfg, 100n, voucher], { account: caller }),
+          f.escrow,
+          "NotPayee",
+          [caller.address],
+        );
       }
     });
 
@@ -117,7 +122,7 @@ describe("PaychanEscrow claims", () => {
       ]);
     });
 
-    it("pays the payee, never the operator, when an authorized operator claims or closes", async () => {
+    it("pays the payee, never the operator, when an authorized operator claims", async () => {
       const f = await deployEscrow();
       const ch = await openChannel(f, DEPOSIT);
       await f.viem.assertions.emitWithArgs(
@@ -143,13 +148,31 @@ describe("PaychanEscrow claims", () => {
         { address: f.payee.account.address, amount: 150n },
         { address: f.operator.account.address, amount: 0n },
       ]);
+    });
 
-      const close = await f.escrow.write.close([ch.cfg, 400n, await ch.sign(400n)], { account: f.operator.account });
-      await f.viem.assertions.balancesHaveChanged(close, [
-        { address: f.payee.account.address, amount: 150n },
-        { address: f.payer.account.address, amount: DEPOSIT - 400n },
-        { address: f.operator.account.address, amount: 0n },
-      ]);
+    it("refuses a close by an authorized operator, so a settlement key cannot end a channel without the payee's latest voucher", async () => {
+      const f = await deployEscrow();
+      const ch = await openChannel(f, DEPOSIT);
+      await f.escrow.write.setOperator([f.operator.account.address, true], { account: f.payee.account });
+      await f.escrow.write.claim([ch.cfg, 100n, await ch.sign(100n)], { account: f.operator.account });
+      // The payee holds a newer voucher the operator does not; a close now would refund it to the payer.
+      const latest = await ch.sign(700n);
+      for (const [amount, signature] of [[100n, "0x"], [400n, await ch.sign(400n)]] as const) {
+        await f.viem.assertions.revertWithCustomErrorWithArgs(
+          f.escrow.write.close([ch.cfg, amount, signature], { account: f.operator.account }),
+          f.escrow,
+          "NotPayee",
+          [f.operator.account.address],
+        );
+      }
+      expect(await f.escrow.read.getChannel([ch.id])).to.deep.equal({ deposit: DEPOSIT, claimed: 100n, withdrawReadyAt: 0n });
+      await f.viem.assertions.balancesHaveChanged(
+        f.escrow.write.close([ch.cfg, 700n, latest], { account: f.payee.account }),
+        [
+          { address: f.payee.account.address, amount: 600n },
+          { address: f.payer.account.address, amount: DEPOSIT - 700n },
+        ],
+      );
     });
 
     it("stops an operator once revoked, and an operator of one payee cannot claim for another", async () => {
