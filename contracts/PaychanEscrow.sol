@@ -28,7 +28,9 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
     /// @param signer The key that signs vouchers (e.g. a browser session key), or `address(0)` for the
     /// payer itself, in which case ERC-1271 smart-contract payers are supported.
     /// @param withdrawDelay Seconds between the payer's withdrawal request and its finalization,
-    /// during which the payee can still claim.
+    /// during which the payee can still claim. Not bounded here: the window a payee needs depends on
+    /// how often it settles, so a payee refuses channels below its own minimum before it accepts any
+    /// voucher (0 lets the payer take everything back in the block after it asks).
     /// @param salt Lets the same parties hold several channels.
     struct ChannelConfig {
         address payer;
