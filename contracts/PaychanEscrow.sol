@@ -52,14 +52,19 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
         uint64 withdrawReadyAt;
     }
 
-    /// @notice One entry of a batch claim; payee and token are shared by the whole batch.
+    /// @notice One entry of a batch claim; payee and token are shared by the whole batch. The voucher's
+    /// signature is in EIP-2098 compact form: `r`, and `vs` = the y-parity bit (v - 27) above the 255
+    /// bits of a low `s`.
+    /// @dev `_batchChannelId` reads the first four fields straight from calldata; test/contracts/abi.test.ts
+    /// fails if this layout changes.
     struct BatchClaim {
         address payer;
         address signer;
         uint32 withdrawDelay;
         bytes32 salt;
         uint256 cumulativeAmount;
-        bytes signature;
+        bytes32 r;
+        bytes32 vs;
     }
 
     /// @notice Why a batch entry paid nothing (a batch never reverts because of one channel).
@@ -244,20 +249,10 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
         bytes32 separator = _domainSeparatorV4();
         uint256 channelWords = _batchChannelWords(payee, token);
         for (uint256 i; i < claims.length; ++i) {
-            BatchClaim calldata c = claims[i];
-            (bytes32 channelId, address signer, uint256 cumulativeAmount) =
-                _readBatchEntry(c, channelWords, separator);
-            (SkipReason skip, uint256 paid, uint96 totalClaimed) =
-                _tryClaim(channelId, signer, cumulativeAmount, c.signature);
-            if (skip != SkipReason.None) {
-                emit ClaimSkipped(channelId, skip);
-                continue;
-            }
             // Cannot overflow: each payment is below 2^96 and a batch has far fewer than 2^160 entries.
             unchecked {
-                total += paid;
+                total += _claimBatchEntry(claims[i], payee, channelWords, separator);
             }
-            emit Claimed(channelId, payee, paid, totalClaimed);
         }
         if (total != 0) _send(token, payee, total);
     }
@@ -296,18 +291,7 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
 
     /// @notice The EIP-712 digest a voucher's signer signs.
     function voucherDigest(bytes32 channelId, uint256 cumulativeAmount) public view returns (bytes32) {
-        bytes32 typeHash = VOUCHER_TYPEHASH;
-        bytes32 structHash;
-        // keccak256(abi.encode(VOUCHER_TYPEHASH, channelId, cumulativeAmount)), in scratch memory past the
-        // free memory pointer: it runs for every claimed channel, and a batch would otherwise grow memory.
-        assembly ("memory-safe") {
-            let ptr := mload(0x40)
-            mstore(ptr, typeHash)
-            mstore(add(ptr, 0x20), channelId)
-            mstore(add(ptr, 0x40), cumulativeAmount)
-            structHash := keccak256(ptr, 0x60)
-        }
-        return _hashTypedDataV4(structHash);
+        return _voucherDigest(_domainSeparatorV4(), channelId, cumulativeAmount);
     }
 
     /// @notice Whether `signature` is a valid voucher for the channel described by `cfg`.
@@ -340,15 +324,35 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
         }
     }
 
-    /// @dev Reads one batch entry straight from calldata: its channel id (payer, signer, withdrawDelay and
-    /// salt copied into `words` and hashed), the address its voucher must be signed by, and its amount.
-    /// The words are not ABI-validated on the way: an address or delay word with dirty high bits hashes
-    /// to an id no `open` can have produced (`open` validates its config), so the entry is skipped as an
-    /// unknown channel before its signer is ever used.
-    function _readBatchEntry(BatchClaim calldata c, uint256 words, bytes32 separator)
+    /// @dev One entry of a batch: records and returns what its voucher adds, or skips it with the reason.
+    function _claimBatchEntry(BatchClaim calldata c, address payee, uint256 channelWords, bytes32 separator)
+        private
+        returns (uint256 paid)
+    {
+        (bytes32 channelId, address signer) = _batchChannelId(c, channelWords, separator);
+        Channel storage ch = _channels[channelId];
+        (SkipReason skip, uint96 claimed, uint96 newClaimed) = _claimable(ch, c.cumulativeAmount);
+        if (skip == SkipReason.None) {
+            if (!_isValidSignature(signer, _voucherDigest(separator, channelId, c.cumulativeAmount), c.r, c.vs)) {
+                skip = SkipReason.InvalidSignature;
+            }
+        }
+        if (skip != SkipReason.None) {
+            emit ClaimSkipped(channelId, skip);
+            return 0;
+        }
+        paid = _recordClaim(ch, channelId, claimed, newClaimed, payee);
+    }
+
+    /// @dev A batch entry's channel id (its payer, signer, withdrawDelay and salt copied from calldata into
+    /// `words` and hashed) and the address its voucher must be signed by. The words are not ABI-validated
+    /// on the way: an address or delay word with dirty high bits hashes to an id no `open` can have
+    /// produced (`open` validates its config), so the entry is skipped as an unknown channel before its
+    /// signer is ever used.
+    function _batchChannelId(BatchClaim calldata c, uint256 words, bytes32 separator)
         private
         pure
-        returns (bytes32 channelId, address signer, uint256 cumulativeAmount)
+        returns (bytes32 channelId, address signer)
     {
         assembly ("memory-safe") {
             calldatacopy(add(words, 0x20), c, 0x20) // payer
@@ -361,7 +365,27 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
             let addressMask := sub(shl(160, 1), 1)
             signer := and(calldataload(add(c, 0x20)), addressMask)
             if iszero(signer) { signer := and(calldataload(c), addressMask) }
-            cumulativeAmount := calldataload(add(c, 0x80))
+        }
+    }
+
+    /// @dev keccak256(0x1901 ‖ separator ‖ keccak256(abi.encode(VOUCHER_TYPEHASH, channelId, cumulativeAmount))),
+    /// in scratch memory past the free memory pointer: it runs for every claimed channel, and a batch
+    /// would otherwise grow memory.
+    function _voucherDigest(bytes32 separator, bytes32 channelId, uint256 cumulativeAmount)
+        private
+        pure
+        returns (bytes32 digest)
+    {
+        bytes32 typeHash = VOUCHER_TYPEHASH;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, typeHash)
+            mstore(add(ptr, 0x20), channelId)
+            mstore(add(ptr, 0x40), cumulativeAmount)
+            mstore(add(ptr, 0x22), keccak256(ptr, 0x60))
+            mstore(ptr, hex"1901")
+            mstore(add(ptr, 0x02), separator)
+            digest := keccak256(ptr, 0x42)
         }
     }
 
@@ -406,50 +430,77 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
         private
         returns (uint256 paid)
     {
-        address signer = cfg.signer == address(0) ? cfg.payer : cfg.signer;
-        SkipReason skip;
-        uint96 totalClaimed;
-        (skip, paid, totalClaimed) = _tryClaim(channelId, signer, cumulativeAmount, signature);
+        Channel storage ch = _channels[channelId];
+        (SkipReason skip, uint96 claimed, uint96 newClaimed) = _claimable(ch, cumulativeAmount);
         if (skip == SkipReason.NothingNew) return 0;
         if (skip == SkipReason.UnknownChannel) revert UnknownChannel(channelId);
         if (skip == SkipReason.ClaimWindowClosed) {
-            uint64 readyAt = _channels[channelId].withdrawReadyAt;
+            uint64 readyAt = ch.withdrawReadyAt;
             if (readyAt == CLOSED) revert ChannelIsClosed(channelId);
             revert ClaimWindowClosed(channelId, readyAt);
         }
-        if (skip == SkipReason.InvalidSignature) revert InvalidSignature(channelId);
-        emit Claimed(channelId, cfg.payee, paid, totalClaimed);
+        address signer = cfg.signer == address(0) ? cfg.payer : cfg.signer;
+        if (!_isValidSignature(signer, voucherDigest(channelId, cumulativeAmount), signature)) {
+            revert InvalidSignature(channelId);
+        }
+        paid = _recordClaim(ch, channelId, claimed, newClaimed, cfg.payee);
     }
 
-    /// @dev The one place a voucher is checked against its channel and recorded, for single and batch
-    /// claims alike: it pays the voucher's cumulative amount, capped at the deposit, minus what was
-    /// already claimed. A single claim turns the skip reason into a revert, a batch into an event.
-    function _tryClaim(bytes32 channelId, address signer, uint256 cumulativeAmount, bytes calldata signature)
+    /// @dev The one place a voucher's amount is checked against its channel, for single and batch claims
+    /// alike: a voucher pays its cumulative amount, capped at the deposit, minus what was already
+    /// claimed. Returns why it cannot pay (`None` if it can), what was claimed so far and what the
+    /// claimed total becomes. The signature is checked afterwards, by the caller, only for a voucher that
+    /// would pay, so a stale entry never calls a wallet.
+    function _claimable(Channel storage ch, uint256 cumulativeAmount)
         private
-        returns (SkipReason skip, uint256 paid, uint96 totalClaimed)
+        view
+        returns (SkipReason skip, uint96 claimed, uint96 newClaimed)
     {
-        Channel storage ch = _channels[channelId];
-        (uint96 deposit, uint96 claimed, uint64 readyAt) = (ch.deposit, ch.claimed, ch.withdrawReadyAt);
-        if (deposit == 0 && readyAt == 0) return (SkipReason.UnknownChannel, 0, claimed);
+        (uint96 deposit, uint64 readyAt) = (ch.deposit, ch.withdrawReadyAt);
+        claimed = ch.claimed;
+        if (deposit == 0 && readyAt == 0) return (SkipReason.UnknownChannel, claimed, claimed);
         if (readyAt == CLOSED || (readyAt != 0 && block.timestamp >= readyAt)) {
-            return (SkipReason.ClaimWindowClosed, 0, claimed);
+            return (SkipReason.ClaimWindowClosed, claimed, claimed);
         }
-        totalClaimed = cumulativeAmount < deposit ? uint96(cumulativeAmount) : deposit;
-        if (totalClaimed <= claimed) return (SkipReason.NothingNew, 0, claimed);
-        if (!_isValidSignature(signer, voucherDigest(channelId, cumulativeAmount), signature)) {
-            return (SkipReason.InvalidSignature, 0, claimed);
-        }
-        ch.claimed = totalClaimed;
+        newClaimed = cumulativeAmount < deposit ? uint96(cumulativeAmount) : deposit;
+        if (newClaimed <= claimed) return (SkipReason.NothingNew, claimed, claimed);
+    }
+
+    function _recordClaim(Channel storage ch, bytes32 channelId, uint96 claimed, uint96 newClaimed, address payee)
+        private
+        returns (uint256 paid)
+    {
+        ch.claimed = newClaimed;
         unchecked {
-            paid = totalClaimed - claimed; // totalClaimed > claimed, checked above
+            paid = newClaimed - claimed; // newClaimed > claimed, checked by _claimable
         }
+        emit Claimed(channelId, payee, paid, newClaimed);
     }
 
     /// @dev ECDSA first (65-byte signatures only, low-s only: OpenZeppelin's `tryRecoverCalldata`), then
-    /// ERC-1271 for contract signers with a gas cap, reading at most 32 bytes of return data.
+    /// ERC-1271 for contract signers.
     function _isValidSignature(address signer, bytes32 digest, bytes calldata signature) private view returns (bool) {
         (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
         if (err == ECDSA.RecoverError.NoError && recovered == signer) return true;
+        return _isValidERC1271Signature(signer, digest, signature);
+    }
+
+    /// @dev The same for an EIP-2098 compact signature (OpenZeppelin's `tryRecover(hash, r, vs)`, low-s
+    /// only); a contract signer is asked about the equivalent 65-byte `r ‖ s ‖ v`.
+    function _isValidSignature(address signer, bytes32 digest, bytes32 r, bytes32 vs) private view returns (bool) {
+        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, r, vs);
+        if (err == ECDSA.RecoverError.NoError && recovered == signer) return true;
+        bytes32 s = vs & bytes32(uint256(type(int256).max));
+        uint8 v = uint8(uint256(vs) >> 255) + 27;
+        return _isValidERC1271Signature(signer, digest, abi.encodePacked(r, s, v));
+    }
+
+    /// @dev ERC-1271 with a gas cap, reading at most 32 bytes of return data.
+    function _isValidERC1271Signature(address signer, bytes32 digest, bytes memory signature)
+        private
+        view
+        returns (bool)
+    {
         if (signer.code.length == 0) return false;
         bytes memory data = abi.encodeCall(IERC1271.isValidSignature, (digest, signature));
         bool ok;

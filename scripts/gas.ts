@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { network } from "hardhat";
 import { maxUint256, parseSignature, toHex, zeroAddress, type Address, type Hex } from "viem";
 import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
+import { batchClaimOf } from "../src/chain/SettlementWorker.js";
 import { channelId, type ChannelConfig } from "../src/protocol/Channel.js";
 import { signVoucher } from "../src/protocol/Voucher.js";
 import { permitTypes } from "../src/client/channel.js";
@@ -127,14 +128,7 @@ for (const size of [1, 10, 100]) {
   const claims = await Promise.all(
     channels.map(async (channel) => {
       const amount = 1_000n + BigInt(Math.floor(Math.random() * 1_000_000));
-      return {
-        payer: channel.cfg.payer,
-        signer: channel.cfg.signer,
-        withdrawDelay: channel.cfg.withdrawDelay,
-        salt: channel.cfg.salt,
-        cumulativeAmount: amount,
-        signature: await voucher(channel, amount),
-      };
+      return batchClaimOf(channel.cfg, { cumulativeAmount: amount, signature: await voucher(channel, amount) });
     }),
   );
   await measure(

@@ -1,7 +1,20 @@
 // What the payee can take, and who may take it: cumulative claims, batch claims, cooperative close.
 import { expect } from "chai";
 import fc from "fast-check";
-import { encodeFunctionData, getAddress, maxUint256, parseEventLogs, toHex, zeroAddress, type Hex } from "viem";
+import {
+  encodeFunctionData,
+  getAddress,
+  maxUint256,
+  parseEventLogs,
+  parseSignature,
+  serializeCompactSignature,
+  signatureToCompactSignature,
+  toHex,
+  zeroAddress,
+  zeroHash,
+  type Hex,
+} from "viem";
+import { batchClaimOf } from "../../src/chain/SettlementWorker.js";
 import { channelConfig, deployEscrow, openChannel, sessionKey, type EscrowFixture } from "../helpers/escrow.js";
 import { channelId } from "../../src/protocol/Channel.js";
 
@@ -89,7 +102,7 @@ describe("PaychanEscrow claims", () => {
       const f = await deployEscrow();
       const ch = await openChannel(f, DEPOSIT);
       const voucher = await ch.sign(100n);
-      const entry = { ...ch.cfg, cumulativeAmount: 100n, signature: voucher };
+      const entry = batchClaimOf(ch.cfg, { cumulativeAmount: 100n, signature: voucher });
       for (const caller of [f.payer.account, f.stranger.account]) {
         const attempts = [
           () => f.escrow.write.claim([ch.cfg, 100n, voucher], { account: caller }),
@@ -141,7 +154,7 @@ describe("PaychanEscrow claims", () => {
       await f.viem.assertions.emitWithArgs(claim, f.escrow, "Claimed", [ch.id, f.payee.account.address, 100n, 100n]);
 
       const batch = await f.escrow.write.claimBatch(
-        [ch.cfg.payee, zeroAddress, [{ ...ch.cfg, cumulativeAmount: 250n, signature: await ch.sign(250n) }]],
+        [ch.cfg.payee, zeroAddress, [batchClaimOf(ch.cfg, { cumulativeAmount: 250n, signature: await ch.sign(250n) })]],
         { account: f.operator.account },
       );
       await f.viem.assertions.balancesHaveChanged(batch, [
@@ -219,17 +232,14 @@ describe("PaychanEscrow claims", () => {
       await f.networkHelpers.time.increase(600);
       const neverOpened = channelConfig(f.payer.account.address, f.payee.account.address, { signer: fresh.key.address });
 
-      const entry = async (ch: { cfg: typeof fresh.cfg; sign: (a: bigint) => Promise<Hex> }, amount: bigint) => ({
-        ...ch.cfg,
-        cumulativeAmount: amount,
-        signature: await ch.sign(amount),
-      });
+      const entry = async (ch: { cfg: typeof fresh.cfg; sign: (a: bigint) => Promise<Hex> }, amount: bigint) =>
+        batchClaimOf(ch.cfg, { cumulativeAmount: amount, signature: await ch.sign(amount) });
       const claims = [
         await entry(fresh, 100n),
         await entry({ cfg: neverOpened, sign: fresh.sign }, 100n),
         await entry(second, 200n),
         await entry(stale, 400n),
-        { ...(await entry(forged, 100n)), signature: await fresh.sign(100n) },
+        batchClaimOf(forged.cfg, { cumulativeAmount: 100n, signature: await fresh.sign(100n) }),
         await entry(closed, 100n),
         await entry(expired, 100n),
         await entry(fresh, 100n),
@@ -262,10 +272,25 @@ describe("PaychanEscrow claims", () => {
       ]);
     });
 
+    it("skips an entry whose signature is not 65 bytes, which cannot be put in a batch's compact form, and pays the rest", async () => {
+      const f = await deployEscrow();
+      const odd = await openChannel(f, DEPOSIT);
+      const fine = await openChannel(f, DEPOSIT);
+      const sixtyFourBytes = serializeCompactSignature(signatureToCompactSignature(parseSignature(await odd.sign(100n))));
+      const claims = [
+        batchClaimOf(odd.cfg, { cumulativeAmount: 100n, signature: sixtyFourBytes }),
+        batchClaimOf(fine.cfg, { cumulativeAmount: 100n, signature: await fine.sign(100n) }),
+      ];
+      expect([claims[0]!.r, claims[0]!.vs]).to.deep.equal([zeroHash, zeroHash]);
+      const hash = await f.escrow.write.claimBatch([f.payee.account.address, zeroAddress, claims], { account: f.payee.account });
+      await f.viem.assertions.balancesHaveChanged(hash, [{ address: f.payee.account.address, amount: 100n }]);
+      await f.viem.assertions.emitWithArgs(hash, f.escrow, "ClaimSkipped", [odd.id, Skip.InvalidSignature]);
+    });
+
     it("neither reverts nor transfers when no entry of a batch can pay", async () => {
       const f = await deployEscrow();
       const ch = await openChannel(f, DEPOSIT);
-      const claims = [{ ...ch.cfg, cumulativeAmount: 0n, signature: await ch.sign(0n) }];
+      const claims = [batchClaimOf(ch.cfg, { cumulativeAmount: 0n, signature: await ch.sign(0n) })];
       const hash = await f.escrow.write.claimBatch([f.payee.account.address, zeroAddress, claims], { account: f.payee.account });
       await f.viem.assertions.balancesHaveChanged(hash, [{ address: f.escrow.address, amount: 0n }]);
       await f.viem.assertions.emitWithArgs(hash, f.escrow, "ClaimSkipped", [ch.id, Skip.NothingNew]);
@@ -280,7 +305,7 @@ describe("PaychanEscrow claims", () => {
         channels.push(await openChannel(f, amount, { token: f.token.address }, key));
       }
       const claims = await Promise.all(
-        channels.map(async (ch) => ({ ...ch.cfg, cumulativeAmount: maxUint256, signature: await ch.sign(maxUint256) })),
+        channels.map(async (ch) => batchClaimOf(ch.cfg, { cumulativeAmount: maxUint256, signature: await ch.sign(maxUint256) })),
       );
       const hash = await f.escrow.write.claimBatch([f.payee.account.address, f.token.address, claims], {
         account: f.payee.account,
@@ -363,7 +388,7 @@ describe("PaychanEscrow claims", () => {
         [ch.id],
       );
       const hash = await f.escrow.write.claimBatch(
-        [f.payee.account.address, zeroAddress, [{ ...ch.cfg, cumulativeAmount: DEPOSIT, signature: voucher }]],
+        [f.payee.account.address, zeroAddress, [batchClaimOf(ch.cfg, { cumulativeAmount: DEPOSIT, signature: voucher })]],
         { account: f.payee.account },
       );
       await f.viem.assertions.emitWithArgs(hash, f.escrow, "ClaimSkipped", [ch.id, Skip.ClaimWindowClosed]);

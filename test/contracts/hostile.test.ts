@@ -16,6 +16,7 @@ import {
   type Hex,
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { batchClaimOf } from "../../src/chain/SettlementWorker.js";
 import { channelConfig, deployEscrow, openChannel, sessionKey, type EscrowFixture } from "../helpers/escrow.js";
 import { channelId, escrowDomain, type ChannelConfig } from "../../src/protocol/Channel.js";
 import { signVoucher, voucherTypes } from "../../src/protocol/Voucher.js";
@@ -107,11 +108,11 @@ describe("PaychanEscrow against hostile counterparties", () => {
       const viaHonest = await openFromWallet(f, honestWallet);
       const last = await openChannel(f, DEPOSIT, {}, key);
       const claims = [
-        { ...first.cfg, cumulativeAmount: 100n, signature: await first.sign(100n) },
-        { ...viaReverting.cfg, cumulativeAmount: 200n, signature: await viaReverting.sign(200n) },
-        { ...viaBurning.cfg, cumulativeAmount: 300n, signature: await viaBurning.sign(300n) },
-        { ...viaHonest.cfg, cumulativeAmount: 400n, signature: await viaHonest.sign(400n) },
-        { ...last.cfg, cumulativeAmount: 500n, signature: await last.sign(500n) },
+        batchClaimOf(first.cfg, { cumulativeAmount: 100n, signature: await first.sign(100n) }),
+        batchClaimOf(viaReverting.cfg, { cumulativeAmount: 200n, signature: await viaReverting.sign(200n) }),
+        batchClaimOf(viaBurning.cfg, { cumulativeAmount: 300n, signature: await viaBurning.sign(300n) }),
+        batchClaimOf(viaHonest.cfg, { cumulativeAmount: 400n, signature: await viaHonest.sign(400n) }),
+        batchClaimOf(last.cfg, { cumulativeAmount: 500n, signature: await last.sign(500n) }),
       ];
       await reverting.setMode(Mode.Revert);
       await burning.setMode(Mode.BurnGas);
@@ -208,7 +209,7 @@ describe("PaychanEscrow against hostile counterparties", () => {
       const w = await contractWallet(f, Mode.ValidOnlyInCalls);
       const ch = await openFromWallet(f, w);
       const voucher = await ch.sign(300n);
-      const entry = { ...ch.cfg, cumulativeAmount: 300n, signature: voucher };
+      const entry = batchClaimOf(ch.cfg, { cumulativeAmount: 300n, signature: voucher });
       expect(await f.escrow.read.isValidVoucher([ch.cfg, 300n, voucher])).to.equal(true);
       const { result } = await f.escrow.simulate.claimBatch([f.payee.account.address, zeroAddress, [entry]], {
         account: f.payee.account.address,
@@ -354,8 +355,8 @@ describe("PaychanEscrow against hostile counterparties", () => {
       await f.escrow.write.claim([a.cfg, 100n, await a.sign(100n)], { account: f.payee.account });
       await f.escrow.write.claimBatch(
         [f.payee.account.address, usdt.address, [
-          { ...a.cfg, cumulativeAmount: 300n, signature: await a.sign(300n) },
-          { ...b.cfg, cumulativeAmount: 50n, signature: await b.sign(50n) },
+          batchClaimOf(a.cfg, { cumulativeAmount: 300n, signature: await a.sign(300n) }),
+          batchClaimOf(b.cfg, { cumulativeAmount: 50n, signature: await b.sign(50n) }),
         ]],
         { account: f.payee.account },
       );
