@@ -26,7 +26,9 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
     /// @param payee Who claims vouchers.
     /// @param token The asset: `address(0)` for native ETH, else an ERC-20.
     /// @param signer The key that signs vouchers (e.g. a browser session key), or `address(0)` for the
-    /// payer itself, in which case ERC-1271 smart-contract payers are supported.
+    /// payer itself. A signer with code may also validate vouchers through ERC-1271, but that answer is
+    /// taken when the claim is mined and the wallet can change it, so gateways accept only ECDSA
+    /// vouchers (docs/PROTOCOL.md, section 6.2).
     /// @param withdrawDelay Seconds between the payer's withdrawal request and its finalization,
     /// during which the payee can still claim. Not bounded here: the window a payee needs depends on
     /// how often it settles, so a payee refuses channels below its own minimum before it accepts any
