@@ -26,9 +26,13 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
     /// @param payee Who claims vouchers.
     /// @param token The asset: `address(0)` for native ETH, else an ERC-20.
     /// @param signer The key that signs vouchers (e.g. a browser session key), or `address(0)` for the
-    /// payer itself, in which case ERC-1271 smart-contract payers are supported.
+    /// payer itself. A signer with code may also validate vouchers through ERC-1271, but that answer is
+    /// taken when the claim is mined and the wallet can change it, so gateways accept only ECDSA
+    /// vouchers (docs/PROTOCOL.md, section 6.2).
     /// @param withdrawDelay Seconds between the payer's withdrawal request and its finalization,
-    /// during which the payee can still claim.
+    /// during which the payee can still claim. Not bounded here: the window a payee needs depends on
+    /// how often it settles, so a payee refuses channels below its own minimum before it accepts any
+    /// voucher (0 lets the payer take everything back in the block after it asks).
     /// @param salt Lets the same parties hold several channels.
     struct ChannelConfig {
         address payer;
@@ -50,14 +54,19 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
         uint64 withdrawReadyAt;
     }
 
-    /// @notice One entry of a batch claim; payee and token are shared by the whole batch.
+    /// @notice One entry of a batch claim; payee and token are shared by the whole batch. The voucher's
+    /// signature is in EIP-2098 compact form: `r`, and `vs` = the y-parity bit (v - 27) above the 255
+    /// bits of a low `s`.
+    /// @dev `_batchChannelId` reads the first four fields straight from calldata; test/contracts/abi.test.ts
+    /// fails if this layout changes.
     struct BatchClaim {
         address payer;
         address signer;
         uint32 withdrawDelay;
         bytes32 salt;
         uint256 cumulativeAmount;
-        bytes signature;
+        bytes32 r;
+        bytes32 vs;
     }
 
     /// @notice Why a batch entry paid nothing (a batch never reverts because of one channel).
@@ -117,6 +126,7 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
     error ClaimWindowClosed(bytes32 channelId, uint64 readyAt);
     error NotPayer(address caller);
     error NotPayeeOrOperator(address caller);
+    error NotPayee(address caller);
     error InvalidSignature(bytes32 channelId);
     error NothingToClaim(bytes32 channelId);
     error NoCredit();
@@ -204,8 +214,10 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
 
     // ---------------------------------------------------------------- payee
 
-    /// @notice Lets `operator` (e.g. a settlement hot wallet) claim and close the caller's channels.
-    /// Funds always go to the payee, never to the operator.
+    /// @notice Lets `operator` (e.g. a settlement hot wallet) claim the caller's channels with `claim`
+    /// and `claimBatch`. Funds always go to the payee, never to the operator. An operator cannot
+    /// `close`: a close ends the channel and refunds the rest, so a leaked hot key could otherwise close
+    /// without the payee's latest voucher and send its unclaimed earnings back to the payer.
     function setOperator(address operator, bool approved) external {
         isOperator[msg.sender][operator] = approved;
         emit OperatorSet(msg.sender, operator, approved);
@@ -239,31 +251,21 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
         bytes32 separator = _domainSeparatorV4();
         uint256 channelWords = _batchChannelWords(payee, token);
         for (uint256 i; i < claims.length; ++i) {
-            BatchClaim calldata c = claims[i];
-            (bytes32 channelId, address signer, uint256 cumulativeAmount) =
-                _readBatchEntry(c, channelWords, separator);
-            (SkipReason skip, uint256 paid, uint96 totalClaimed) =
-                _tryClaim(channelId, signer, cumulativeAmount, c.signature);
-            if (skip != SkipReason.None) {
-                emit ClaimSkipped(channelId, skip);
-                continue;
-            }
             // Cannot overflow: each payment is below 2^96 and a batch has far fewer than 2^160 entries.
             unchecked {
-                total += paid;
+                total += _claimBatchEntry(claims[i], payee, channelWords, separator);
             }
-            emit Claimed(channelId, payee, paid, totalClaimed);
         }
         if (total != 0) _send(token, payee, total);
     }
 
     /// @notice Cooperative close: claims the final voucher (if it is newer than what was claimed) and
-    /// returns the unspent rest to the payer at once.
+    /// returns the unspent rest to the payer at once. Only the payee itself may close, never an operator.
     function close(ChannelConfig calldata cfg, uint256 cumulativeAmount, bytes calldata signature)
         external
         nonReentrant
     {
-        _checkPayeeOrOperator(cfg.payee);
+        if (msg.sender != cfg.payee) revert NotPayee(msg.sender);
         bytes32 channelId = channelIdOf(cfg);
         Channel memory ch = _channels[channelId];
         if (ch.withdrawReadyAt == CLOSED) revert ChannelIsClosed(channelId);
@@ -291,18 +293,7 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
 
     /// @notice The EIP-712 digest a voucher's signer signs.
     function voucherDigest(bytes32 channelId, uint256 cumulativeAmount) public view returns (bytes32) {
-        bytes32 typeHash = VOUCHER_TYPEHASH;
-        bytes32 structHash;
-        // keccak256(abi.encode(VOUCHER_TYPEHASH, channelId, cumulativeAmount)), in scratch memory past the
-        // free memory pointer: it runs for every claimed channel, and a batch would otherwise grow memory.
-        assembly ("memory-safe") {
-            let ptr := mload(0x40)
-            mstore(ptr, typeHash)
-            mstore(add(ptr, 0x20), channelId)
-            mstore(add(ptr, 0x40), cumulativeAmount)
-            structHash := keccak256(ptr, 0x60)
-        }
-        return _hashTypedDataV4(structHash);
+        return _voucherDigest(_domainSeparatorV4(), channelId, cumulativeAmount);
     }
 
     /// @notice Whether `signature` is a valid voucher for the channel described by `cfg`.
@@ -335,15 +326,35 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
         }
     }
 
-    /// @dev Reads one batch entry straight from calldata: its channel id (payer, signer, withdrawDelay and
-    /// salt copied into `words` and hashed), the address its voucher must be signed by, and its amount.
-    /// The words are not ABI-validated on the way: an address or delay word with dirty high bits hashes
-    /// to an id no `open` can have produced (`open` validates its config), so the entry is skipped as an
-    /// unknown channel before its signer is ever used.
-    function _readBatchEntry(BatchClaim calldata c, uint256 words, bytes32 separator)
+    /// @dev One entry of a batch: records and returns what its voucher adds, or skips it with the reason.
+    function _claimBatchEntry(BatchClaim calldata c, address payee, uint256 channelWords, bytes32 separator)
+        private
+        returns (uint256 paid)
+    {
+        (bytes32 channelId, address signer) = _batchChannelId(c, channelWords, separator);
+        Channel storage ch = _channels[channelId];
+        (SkipReason skip, uint96 claimed, uint96 newClaimed) = _claimable(ch, c.cumulativeAmount);
+        if (skip == SkipReason.None) {
+            if (!_isValidSignature(signer, _voucherDigest(separator, channelId, c.cumulativeAmount), c.r, c.vs)) {
+                skip = SkipReason.InvalidSignature;
+            }
+        }
+        if (skip != SkipReason.None) {
+            emit ClaimSkipped(channelId, skip);
+            return 0;
+        }
+        paid = _recordClaim(ch, channelId, claimed, newClaimed, payee);
+    }
+
+    /// @dev A batch entry's channel id (its payer, signer, withdrawDelay and salt copied from calldata into
+    /// `words` and hashed) and the address its voucher must be signed by. The words are not ABI-validated
+    /// on the way: an address or delay word with dirty high bits hashes to an id no `open` can have
+    /// produced (`open` validates its config), so the entry is skipped as an unknown channel before its
+    /// signer is ever used.
+    function _batchChannelId(BatchClaim calldata c, uint256 words, bytes32 separator)
         private
         pure
-        returns (bytes32 channelId, address signer, uint256 cumulativeAmount)
+        returns (bytes32 channelId, address signer)
     {
         assembly ("memory-safe") {
             calldatacopy(add(words, 0x20), c, 0x20) // payer
@@ -356,7 +367,27 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
             let addressMask := sub(shl(160, 1), 1)
             signer := and(calldataload(add(c, 0x20)), addressMask)
             if iszero(signer) { signer := and(calldataload(c), addressMask) }
-            cumulativeAmount := calldataload(add(c, 0x80))
+        }
+    }
+
+    /// @dev keccak256(0x1901 ‖ separator ‖ keccak256(abi.encode(VOUCHER_TYPEHASH, channelId, cumulativeAmount))),
+    /// in scratch memory past the free memory pointer: it runs for every claimed channel, and a batch
+    /// would otherwise grow memory.
+    function _voucherDigest(bytes32 separator, bytes32 channelId, uint256 cumulativeAmount)
+        private
+        pure
+        returns (bytes32 digest)
+    {
+        bytes32 typeHash = VOUCHER_TYPEHASH;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, typeHash)
+            mstore(add(ptr, 0x20), channelId)
+            mstore(add(ptr, 0x40), cumulativeAmount)
+            mstore(add(ptr, 0x22), keccak256(ptr, 0x60))
+            mstore(ptr, hex"1901")
+            mstore(add(ptr, 0x02), separator)
+            digest := keccak256(ptr, 0x42)
         }
     }
 
@@ -401,50 +432,77 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
         private
         returns (uint256 paid)
     {
-        address signer = cfg.signer == address(0) ? cfg.payer : cfg.signer;
-        SkipReason skip;
-        uint96 totalClaimed;
-        (skip, paid, totalClaimed) = _tryClaim(channelId, signer, cumulativeAmount, signature);
+        Channel storage ch = _channels[channelId];
+        (SkipReason skip, uint96 claimed, uint96 newClaimed) = _claimable(ch, cumulativeAmount);
         if (skip == SkipReason.NothingNew) return 0;
         if (skip == SkipReason.UnknownChannel) revert UnknownChannel(channelId);
         if (skip == SkipReason.ClaimWindowClosed) {
-            uint64 readyAt = _channels[channelId].withdrawReadyAt;
+            uint64 readyAt = ch.withdrawReadyAt;
             if (readyAt == CLOSED) revert ChannelIsClosed(channelId);
             revert ClaimWindowClosed(channelId, readyAt);
         }
-        if (skip == SkipReason.InvalidSignature) revert InvalidSignature(channelId);
-        emit Claimed(channelId, cfg.payee, paid, totalClaimed);
+        address signer = cfg.signer == address(0) ? cfg.payer : cfg.signer;
+        if (!_isValidSignature(signer, voucherDigest(channelId, cumulativeAmount), signature)) {
+            revert InvalidSignature(channelId);
+        }
+        paid = _recordClaim(ch, channelId, claimed, newClaimed, cfg.payee);
     }
 
-    /// @dev The one place a voucher is checked against its channel and recorded, for single and batch
-    /// claims alike: it pays the voucher's cumulative amount, capped at the deposit, minus what was
-    /// already claimed. A single claim turns the skip reason into a revert, a batch into an event.
-    function _tryClaim(bytes32 channelId, address signer, uint256 cumulativeAmount, bytes calldata signature)
+    /// @dev The one place a voucher's amount is checked against its channel, for single and batch claims
+    /// alike: a voucher pays its cumulative amount, capped at the deposit, minus what was already
+    /// claimed. Returns why it cannot pay (`None` if it can), what was claimed so far and what the
+    /// claimed total becomes. The signature is checked afterwards, by the caller, only for a voucher that
+    /// would pay, so a stale entry never calls a wallet.
+    function _claimable(Channel storage ch, uint256 cumulativeAmount)
         private
-        returns (SkipReason skip, uint256 paid, uint96 totalClaimed)
+        view
+        returns (SkipReason skip, uint96 claimed, uint96 newClaimed)
     {
-        Channel storage ch = _channels[channelId];
-        (uint96 deposit, uint96 claimed, uint64 readyAt) = (ch.deposit, ch.claimed, ch.withdrawReadyAt);
-        if (deposit == 0 && readyAt == 0) return (SkipReason.UnknownChannel, 0, claimed);
+        (uint96 deposit, uint64 readyAt) = (ch.deposit, ch.withdrawReadyAt);
+        claimed = ch.claimed;
+        if (deposit == 0 && readyAt == 0) return (SkipReason.UnknownChannel, claimed, claimed);
         if (readyAt == CLOSED || (readyAt != 0 && block.timestamp >= readyAt)) {
-            return (SkipReason.ClaimWindowClosed, 0, claimed);
+            return (SkipReason.ClaimWindowClosed, claimed, claimed);
         }
-        totalClaimed = cumulativeAmount < deposit ? uint96(cumulativeAmount) : deposit;
-        if (totalClaimed <= claimed) return (SkipReason.NothingNew, 0, claimed);
-        if (!_isValidSignature(signer, voucherDigest(channelId, cumulativeAmount), signature)) {
-            return (SkipReason.InvalidSignature, 0, claimed);
-        }
-        ch.claimed = totalClaimed;
+        newClaimed = cumulativeAmount < deposit ? uint96(cumulativeAmount) : deposit;
+        if (newClaimed <= claimed) return (SkipReason.NothingNew, claimed, claimed);
+    }
+
+    function _recordClaim(Channel storage ch, bytes32 channelId, uint96 claimed, uint96 newClaimed, address payee)
+        private
+        returns (uint256 paid)
+    {
+        ch.claimed = newClaimed;
         unchecked {
-            paid = totalClaimed - claimed; // totalClaimed > claimed, checked above
+            paid = newClaimed - claimed; // newClaimed > claimed, checked by _claimable
         }
+        emit Claimed(channelId, payee, paid, newClaimed);
     }
 
     /// @dev ECDSA first (65-byte signatures only, low-s only: OpenZeppelin's `tryRecoverCalldata`), then
-    /// ERC-1271 for contract signers with a gas cap, reading at most 32 bytes of return data.
+    /// ERC-1271 for contract signers.
     function _isValidSignature(address signer, bytes32 digest, bytes calldata signature) private view returns (bool) {
         (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
         if (err == ECDSA.RecoverError.NoError && recovered == signer) return true;
+        return _isValidERC1271Signature(signer, digest, signature);
+    }
+
+    /// @dev The same for an EIP-2098 compact signature (OpenZeppelin's `tryRecover(hash, r, vs)`, low-s
+    /// only); a contract signer is asked about the equivalent 65-byte `r ‖ s ‖ v`.
+    function _isValidSignature(address signer, bytes32 digest, bytes32 r, bytes32 vs) private view returns (bool) {
+        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, r, vs);
+        if (err == ECDSA.RecoverError.NoError && recovered == signer) return true;
+        bytes32 s = vs & bytes32(uint256(type(int256).max));
+        uint8 v = uint8(uint256(vs) >> 255) + 27;
+        return _isValidERC1271Signature(signer, digest, abi.encodePacked(r, s, v));
+    }
+
+    /// @dev ERC-1271 with a gas cap, reading at most 32 bytes of return data.
+    function _isValidERC1271Signature(address signer, bytes32 digest, bytes memory signature)
+        private
+        view
+        returns (bool)
+    {
         if (signer.code.length == 0) return false;
         bytes memory data = abi.encodeCall(IERC1271.isValidSignature, (digest, signature));
         bool ok;
@@ -464,8 +522,7 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
 
     function _send(address token, address to, uint256 amount) private {
         if (token == address(0)) {
-            (bool ok,) = to.call{value: amount}("");
-            if (!ok) revert EthTransferFailed(to);
+            if (!_sendEth(to, amount, gasleft())) revert EthTransferFailed(to);
         } else {
             IERC20(token).safeTransfer(to, amount);
         }
@@ -476,13 +533,22 @@ contract PaychanEscrow is EIP712, ReentrancyGuardTransient {
     function _refund(address token, address payer, uint256 amount) private {
         bool ok;
         if (token == address(0)) {
-            (ok,) = payer.call{value: amount, gas: REFUND_GAS_LIMIT}("");
+            ok = _sendEth(payer, amount, REFUND_GAS_LIMIT);
         } else {
             ok = IERC20(token).trySafeTransfer(payer, amount);
         }
         if (!ok) {
             credits[payer][token] += amount;
             emit RefundCredited(payer, token, amount);
+        }
+    }
+
+    /// @dev Sends ETH and copies none of the recipient's return data: Solidity's `call` would copy all
+    /// of it into memory, so a recipient answering with ~180 KB (within its gas cap) would make the
+    /// caller pay again, quadratically, for the copy.
+    function _sendEth(address to, uint256 amount, uint256 gasLimit) private returns (bool ok) {
+        assembly ("memory-safe") {
+            ok := call(gasLimit, to, amount, 0, 0, 0, 0)
         }
     }
 }

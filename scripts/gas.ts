@@ -4,13 +4,16 @@
 // would be on a live chain. Run with `npm run gas`.
 import { randomBytes } from "node:crypto";
 import { network } from "hardhat";
-import { maxUint256, parseSignature, toHex, zeroAddress, type Address, type Hex } from "viem";
+import { encodeFunctionData, maxUint256, parseSignature, toHex, zeroAddress, type Address, type Hex } from "viem";
 import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
+import { batchClaimOf } from "../src/chain/SettlementWorker.js";
 import { channelId, type ChannelConfig } from "../src/protocol/Channel.js";
 import { signVoucher } from "../src/protocol/Voucher.js";
 import { permitTypes } from "../src/client/channel.js";
 
 const INTRINSIC_GAS = 21_000n;
+/** ContractWallet.Mode.ReturnBomb */
+const RETURN_BOMB = 3;
 const DEPOSIT = 100_000_000n;
 
 const connection = await network.create();
@@ -127,14 +130,7 @@ for (const size of [1, 10, 100]) {
   const claims = await Promise.all(
     channels.map(async (channel) => {
       const amount = 1_000n + BigInt(Math.floor(Math.random() * 1_000_000));
-      return {
-        payer: channel.cfg.payer,
-        signer: channel.cfg.signer,
-        withdrawDelay: channel.cfg.withdrawDelay,
-        salt: channel.cfg.salt,
-        cumulativeAmount: amount,
-        signature: await voucher(channel, amount),
-      };
+      return batchClaimOf(channel.cfg, { cumulativeAmount: amount, signature: await voucher(channel, amount) });
     }),
   );
   await measure(
@@ -149,6 +145,25 @@ await measure(
   "cooperative close ERC-20 (final voucher + refund)",
   escrow.write.close([erc20Channel.cfg, 5_000n, await voucher(erc20Channel, 5_000n)], { account: payee.account }),
 );
+await measure(
+  "cooperative close ETH (final voucher + refund to an EOA)",
+  escrow.write.close([ethChannel.cfg, 5_000n, await voucher(ethChannel, 5_000n)], { account: payee.account }),
+);
+{
+  // A payer contract that answers its refund with ~180 KB of return data, all its 100k gas cap buys:
+  // the close pays for the payer's own memory, not for copying the answer.
+  const owner = payerAt(4);
+  const wallet = await viem.deployContract("ContractWallet", [owner.account.address]);
+  await owner.sendTransaction({ to: wallet.address, value: DEPOSIT });
+  const channel = newChannel(wallet.address, zeroAddress);
+  const open = encodeFunctionData({ abi: escrow.abi, functionName: "open", args: [channel.cfg, DEPOSIT] });
+  await publicClient.waitForTransactionReceipt({ hash: await wallet.write.execute([escrow.address, DEPOSIT, open], { account: owner.account }) });
+  await publicClient.waitForTransactionReceipt({ hash: await wallet.write.setMode([RETURN_BOMB], { account: owner.account }) });
+  await measure(
+    "cooperative close ETH (payer answers its refund with 180 KB)",
+    escrow.write.close([channel.cfg, 5_000n, await voucher(channel, 5_000n)], { account: payee.account }),
+  );
+}
 const withdrawing = await open(3, token.address);
 await measure("withdrawal request", escrow.write.requestWithdrawal([withdrawing.cfg], { account: payerAt(3).account }));
 await connection.networkHelpers.time.increase(withdrawing.cfg.withdrawDelay);

@@ -10,6 +10,7 @@ import { network } from "hardhat";
 import { createWalletClient, custom, encodeFunctionData, formatGwei, parseEther, toHex, zeroAddress, type Hex, type PublicClient } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { escrowAbi } from "../../src/chain/escrowAbi.js";
+import { batchClaimOf } from "../../src/chain/SettlementWorker.js";
 import { loadConfig } from "../../src/config.js";
 import { acceptVouchers, type VoucherCharge } from "../../src/ledger/acceptVouchers.js";
 import { bookAccepted } from "../../src/ledger/booking.js";
@@ -58,14 +59,7 @@ async function openChannels(escrow: Hex, payee: Hex, count: number, deposit: big
 
 async function claimGas(escrow: Hex, payee: ReturnType<typeof privateKeyToAccount>, channels: Awaited<ReturnType<typeof openChannels>>, cumulative: bigint) {
   const entries = await Promise.all(
-    channels.map(async (c) => ({
-      payer: c.cfg.payer,
-      signer: c.cfg.signer,
-      withdrawDelay: c.cfg.withdrawDelay,
-      salt: c.cfg.salt,
-      cumulativeAmount: cumulative,
-      signature: (await signVoucher(c.key, { channelId: c.id, cumulativeAmount: cumulative }, { chainId, escrow })).signature,
-    })),
+    channels.map(async (c) => batchClaimOf(c.cfg, await signVoucher(c.key, { channelId: c.id, cumulativeAmount: cumulative }, { chainId, escrow }))),
   );
   const payeeWallet = createWalletClient({ account: payee, transport: custom(connection.provider) });
   const hash = await payeeWallet.writeContract({ address: escrow, abi: escrowAbi, functionName: "claimBatch", args: [payee.address, zeroAddress, entries], chain: null });

@@ -2,10 +2,11 @@
 // channels to claim now, and writes those claims as claimBatch transactions into the outbox in the
 // same database transaction that decided them (src/ledger/settlementStore.ts); the TxManager sends
 // them. The claims reach the ledger only through the watcher's mirror of the Claimed events.
-import { decodeEventLog, encodeFunctionData, type Hex, type PublicClient } from "viem";
+import { decodeEventLog, encodeFunctionData, parseSignature, signatureToCompactSignature, size, zeroHash, type Hex, type PublicClient } from "viem";
 import type { PrismaClient } from "../generated/prisma/client.js";
 import type { MirrorScope } from "../ledger/chainMirror.js";
 import type { Tx } from "../ledger/postings.js";
+import type { ChannelConfig } from "../protocol/Channel.js";
 import { batchIdOf, decideRound, recordOutcomes, type DecidedBatch, type ItemOutcome } from "../ledger/settlementStore.js";
 import { escrowAbi } from "./escrowAbi.js";
 import { DEFAULT_GAS_PER_CLAIM, planBatches, type SettlementPolicy } from "./settlementPolicy.js";
@@ -22,6 +23,29 @@ export type SettlementWorkerOptions = {
 export type SettlementRound = { decided: DecidedBatch[]; transactions: TxEvent[] };
 
 const skipReasons = ["None", "UnknownChannel", "ClaimWindowClosed", "NothingNew", "InvalidSignature"] as const;
+
+/**
+ * One claimBatch entry: the channel's terms the batch does not share (payer, signer, delay, salt) and
+ * the voucher, its 65-byte signature in the EIP-2098 compact form (r, vs) the batch takes. A signature
+ * of any other length (a contract wallet's own format) cannot travel in a batch; it is sent as
+ * r = vs = 0, which the escrow skips as InvalidSignature, and must be claimed with `claim` instead.
+ */
+export function batchClaimOf(
+  channel: Pick<ChannelConfig, "payer" | "signer" | "withdrawDelay" | "salt">,
+  voucher: { cumulativeAmount: bigint; signature: Hex },
+) {
+  const { payer, signer, withdrawDelay, salt } = channel;
+  const compact = size(voucher.signature) === 65 ? signatureToCompactSignature(parseSignature(voucher.signature)) : undefined;
+  return {
+    payer,
+    signer,
+    withdrawDelay,
+    salt,
+    cumulativeAmount: voucher.cumulativeAmount,
+    r: compact?.r ?? zeroHash,
+    vs: compact?.yParityAndS ?? zeroHash,
+  };
+}
 
 export class SettlementWorker {
   /** The chain time the interval schedule counts from; loaded from the last INTERVAL batch. */
@@ -72,14 +96,7 @@ export class SettlementWorker {
           args: [
             scope.payee,
             batch.token,
-            batch.items.map(({ candidate: c }) => ({
-              payer: c.payer,
-              signer: c.signer,
-              withdrawDelay: c.withdrawDelay,
-              salt: c.salt,
-              cumulativeAmount: c.cumulativeAmount,
-              signature: c.signature,
-            })),
+            batch.items.map(({ candidate: c }) => batchClaimOf(c, c)),
           ],
         }),
       }),

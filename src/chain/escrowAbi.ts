@@ -94,6 +94,17 @@ export const escrowAbi = [
         "type": "address"
       }
     ],
+    "name": "NotPayee",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "address",
+        "name": "caller",
+        "type": "address"
+      }
+    ],
     "name": "NotPayeeOrOperator",
     "type": "error"
   },
@@ -698,9 +709,14 @@ export const escrowAbi = [
             "type": "uint256"
           },
           {
-            "internalType": "bytes",
-            "name": "signature",
-            "type": "bytes"
+            "internalType": "bytes32",
+            "name": "r",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "vs",
+            "type": "bytes32"
           }
         ],
         "internalType": "struct PaychanEscrow.BatchClaim[]",

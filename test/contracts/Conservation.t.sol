@@ -121,25 +121,27 @@ contract EscrowHandler {
             if (t.cfg.payee != payee || t.cfg.token != token) continue;
             uint256 entropy = uint256(keccak256(abi.encode(seed, i)));
             uint256 amount = _bound(entropy, 0, 2 * uint256(escrow.getChannel(t.id).deposit) + 1);
-            bytes memory signature = entropy % 5 == 0 ? _forge(t, amount) : _signVoucher(t, amount);
+            (bytes32 r, bytes32 vs) = _compact(entropy % 5 == 0 ? _forge(t, amount) : _signVoucher(t, amount));
             claims[n++] = PaychanEscrow.BatchClaim({
                 payer: t.cfg.payer,
                 signer: t.cfg.signer,
                 withdrawDelay: t.cfg.withdrawDelay,
                 salt: t.cfg.salt,
                 cumulativeAmount: amount,
-                signature: signature
+                r: r,
+                vs: vs
             });
         }
         vm.prank(_claimer(payee, viaOperator));
         escrow.claimBatch(payee, token, claims);
     }
 
-    function close(uint256 index, uint256 amount, bool viaOperator) external {
+    /// @dev Only the payee can close; operators are claim-only.
+    function close(uint256 index, uint256 amount) external {
         Tracked storage t = _pick(index);
         amount = _bound(amount, 0, 2 * uint256(escrow.getChannel(t.id).deposit) + 1);
         bytes memory signature = _signVoucher(t, amount);
-        vm.prank(_claimer(t.cfg.payee, viaOperator));
+        vm.prank(t.cfg.payee);
         escrow.close(t.cfg, amount, signature);
     }
 
@@ -205,6 +207,18 @@ contract EscrowHandler {
     function _forge(Tracked storage t, uint256 amount) private view returns (bytes memory) {
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(0xF0F0, escrow.voucherDigest(t.id, amount));
         return abi.encodePacked(r, s, v);
+    }
+
+    /// @dev EIP-2098: the y-parity bit (v - 27) above s.
+    function _compact(bytes memory signature) private pure returns (bytes32 r, bytes32 vs) {
+        bytes32 s;
+        uint8 v;
+        assembly {
+            r := mload(add(signature, 0x20))
+            s := mload(add(signature, 0x40))
+            v := byte(0, mload(add(signature, 0x60)))
+        }
+        vs = bytes32(uint256(s) | (uint256(v - 27) << 255));
     }
 
     function _fund(address who, address token, uint256 amount) private {

@@ -1,7 +1,20 @@
 // What the payee can take, and who may take it: cumulative claims, batch claims, cooperative close.
 import { expect } from "chai";
 import fc from "fast-check";
-import { encodeFunctionData, getAddress, maxUint256, parseEventLogs, toHex, zeroAddress, type Hex } from "viem";
+import {
+  encodeFunctionData,
+  getAddress,
+  maxUint256,
+  parseEventLogs,
+  parseSignature,
+  serializeCompactSignature,
+  signatureToCompactSignature,
+  toHex,
+  zeroAddress,
+  zeroHash,
+  type Hex,
+} from "viem";
+import { batchClaimOf } from "../../src/chain/SettlementWorker.js";
 import { channelConfig, deployEscrow, openChannel, sessionKey, type EscrowFixture } from "../helpers/escrow.js";
 import { channelId } from "../../src/protocol/Channel.js";
 
@@ -84,21 +97,26 @@ describe("PaychanEscrow claims", () => {
     });
   });
 
-  describe("only the payee or its operator can claim", () => {
+  describe("only the payee or its operator can claim, and only the payee can close", () => {
     it("rejects claim, claimBatch and close from the payer or a stranger", async () => {
       const f = await deployEscrow();
       const ch = await openChannel(f, DEPOSIT);
       const voucher = await ch.sign(100n);
-      const entry = { ...ch.cfg, cumulativeAmount: 100n, signature: voucher };
+      const entry = batchClaimOf(ch.cfg, { cumulativeAmount: 100n, signature: voucher });
       for (const caller of [f.payer.account, f.stranger.account]) {
         const attempts = [
           () => f.escrow.write.claim([ch.cfg, 100n, voucher], { account: caller }),
           () => f.escrow.write.claimBatch([ch.cfg.payee, zeroAddress, [entry]], { account: caller }),
-          () => f.escrow.write.close([ch.cfg, 100n, voucher], { account: caller }),
         ];
         for (const attempt of attempts) {
           await f.viem.assertions.revertWithCustomErrorWithArgs(attempt(), f.escrow, "NotPayeeOrOperator", [caller.address]);
         }
+        await f.viem.assertions.revertWithCustomErrorWithArgs(
+          f.escrow.write.close([ch.cfg, 100n, voucher], { account: caller }),
+          f.escrow,
+          "NotPayee",
+          [caller.address],
+        );
       }
     });
 
@@ -117,7 +135,7 @@ describe("PaychanEscrow claims", () => {
       ]);
     });
 
-    it("pays the payee, never the operator, when an authorized operator claims or closes", async () => {
+    it("pays the payee, never the operator, when an authorized operator claims", async () => {
       const f = await deployEscrow();
       const ch = await openChannel(f, DEPOSIT);
       await f.viem.assertions.emitWithArgs(
@@ -136,20 +154,38 @@ describe("PaychanEscrow claims", () => {
       await f.viem.assertions.emitWithArgs(claim, f.escrow, "Claimed", [ch.id, f.payee.account.address, 100n, 100n]);
 
       const batch = await f.escrow.write.claimBatch(
-        [ch.cfg.payee, zeroAddress, [{ ...ch.cfg, cumulativeAmount: 250n, signature: await ch.sign(250n) }]],
+        [ch.cfg.payee, zeroAddress, [batchClaimOf(ch.cfg, { cumulativeAmount: 250n, signature: await ch.sign(250n) })]],
         { account: f.operator.account },
       );
       await f.viem.assertions.balancesHaveChanged(batch, [
         { address: f.payee.account.address, amount: 150n },
         { address: f.operator.account.address, amount: 0n },
       ]);
+    });
 
-      const close = await f.escrow.write.close([ch.cfg, 400n, await ch.sign(400n)], { account: f.operator.account });
-      await f.viem.assertions.balancesHaveChanged(close, [
-        { address: f.payee.account.address, amount: 150n },
-        { address: f.payer.account.address, amount: DEPOSIT - 400n },
-        { address: f.operator.account.address, amount: 0n },
-      ]);
+    it("refuses a close by an authorized operator, so a settlement key cannot end a channel without the payee's latest voucher", async () => {
+      const f = await deployEscrow();
+      const ch = await openChannel(f, DEPOSIT);
+      await f.escrow.write.setOperator([f.operator.account.address, true], { account: f.payee.account });
+      await f.escrow.write.claim([ch.cfg, 100n, await ch.sign(100n)], { account: f.operator.account });
+      // The payee holds a newer voucher the operator does not; a close now would refund it to the payer.
+      const latest = await ch.sign(700n);
+      for (const [amount, signature] of [[100n, "0x"], [400n, await ch.sign(400n)]] as const) {
+        await f.viem.assertions.revertWithCustomErrorWithArgs(
+          f.escrow.write.close([ch.cfg, amount, signature], { account: f.operator.account }),
+          f.escrow,
+          "NotPayee",
+          [f.operator.account.address],
+        );
+      }
+      expect(await f.escrow.read.getChannel([ch.id])).to.deep.equal({ deposit: DEPOSIT, claimed: 100n, withdrawReadyAt: 0n });
+      await f.viem.assertions.balancesHaveChanged(
+        f.escrow.write.close([ch.cfg, 700n, latest], { account: f.payee.account }),
+        [
+          { address: f.payee.account.address, amount: 600n },
+          { address: f.payer.account.address, amount: DEPOSIT - 700n },
+        ],
+      );
     });
 
     it("stops an operator once revoked, and an operator of one payee cannot claim for another", async () => {
@@ -196,17 +232,14 @@ describe("PaychanEscrow claims", () => {
       await f.networkHelpers.time.increase(600);
       const neverOpened = channelConfig(f.payer.account.address, f.payee.account.address, { signer: fresh.key.address });
 
-      const entry = async (ch: { cfg: typeof fresh.cfg; sign: (a: bigint) => Promise<Hex> }, amount: bigint) => ({
-        ...ch.cfg,
-        cumulativeAmount: amount,
-        signature: await ch.sign(amount),
-      });
+      const entry = async (ch: { cfg: typeof fresh.cfg; sign: (a: bigint) => Promise<Hex> }, amount: bigint) =>
+        batchClaimOf(ch.cfg, { cumulativeAmount: amount, signature: await ch.sign(amount) });
       const claims = [
         await entry(fresh, 100n),
         await entry({ cfg: neverOpened, sign: fresh.sign }, 100n),
         await entry(second, 200n),
         await entry(stale, 400n),
-        { ...(await entry(forged, 100n)), signature: await fresh.sign(100n) },
+        batchClaimOf(forged.cfg, { cumulativeAmount: 100n, signature: await fresh.sign(100n) }),
         await entry(closed, 100n),
         await entry(expired, 100n),
         await entry(fresh, 100n),
@@ -239,10 +272,25 @@ describe("PaychanEscrow claims", () => {
       ]);
     });
 
+    it("skips an entry whose signature is not 65 bytes, which cannot be put in a batch's compact form, and pays the rest", async () => {
+      const f = await deployEscrow();
+      const odd = await openChannel(f, DEPOSIT);
+      const fine = await openChannel(f, DEPOSIT);
+      const sixtyFourBytes = serializeCompactSignature(signatureToCompactSignature(parseSignature(await odd.sign(100n))));
+      const claims = [
+        batchClaimOf(odd.cfg, { cumulativeAmount: 100n, signature: sixtyFourBytes }),
+        batchClaimOf(fine.cfg, { cumulativeAmount: 100n, signature: await fine.sign(100n) }),
+      ];
+      expect([claims[0]!.r, claims[0]!.vs]).to.deep.equal([zeroHash, zeroHash]);
+      const hash = await f.escrow.write.claimBatch([f.payee.account.address, zeroAddress, claims], { account: f.payee.account });
+      await f.viem.assertions.balancesHaveChanged(hash, [{ address: f.payee.account.address, amount: 100n }]);
+      await f.viem.assertions.emitWithArgs(hash, f.escrow, "ClaimSkipped", [odd.id, Skip.InvalidSignature]);
+    });
+
     it("neither reverts nor transfers when no entry of a batch can pay", async () => {
       const f = await deployEscrow();
       const ch = await openChannel(f, DEPOSIT);
-      const claims = [{ ...ch.cfg, cumulativeAmount: 0n, signature: await ch.sign(0n) }];
+      const claims = [batchClaimOf(ch.cfg, { cumulativeAmount: 0n, signature: await ch.sign(0n) })];
       const hash = await f.escrow.write.claimBatch([f.payee.account.address, zeroAddress, claims], { account: f.payee.account });
       await f.viem.assertions.balancesHaveChanged(hash, [{ address: f.escrow.address, amount: 0n }]);
       await f.viem.assertions.emitWithArgs(hash, f.escrow, "ClaimSkipped", [ch.id, Skip.NothingNew]);
@@ -257,7 +305,7 @@ describe("PaychanEscrow claims", () => {
         channels.push(await openChannel(f, amount, { token: f.token.address }, key));
       }
       const claims = await Promise.all(
-        channels.map(async (ch) => ({ ...ch.cfg, cumulativeAmount: maxUint256, signature: await ch.sign(maxUint256) })),
+        channels.map(async (ch) => batchClaimOf(ch.cfg, { cumulativeAmount: maxUint256, signature: await ch.sign(maxUint256) })),
       );
       const hash = await f.escrow.write.claimBatch([f.payee.account.address, f.token.address, claims], {
         account: f.payee.account,
@@ -340,7 +388,7 @@ describe("PaychanEscrow claims", () => {
         [ch.id],
       );
       const hash = await f.escrow.write.claimBatch(
-        [f.payee.account.address, zeroAddress, [{ ...ch.cfg, cumulativeAmount: DEPOSIT, signature: voucher }]],
+        [f.payee.account.address, zeroAddress, [batchClaimOf(ch.cfg, { cumulativeAmount: DEPOSIT, signature: voucher })]],
         { account: f.payee.account },
       );
       await f.viem.assertions.emitWithArgs(hash, f.escrow, "ClaimSkipped", [ch.id, Skip.ClaimWindowClosed]);

@@ -1,13 +1,28 @@
 // Counterparties the escrow does not control: smart-contract wallets (honest or hostile), tokens
 // that charge fees, return nothing, return false, or call back into the escrow.
 import { expect } from "chai";
-import { encodeErrorResult, encodeFunctionData, maxUint256, parseEventLogs, zeroAddress, type Address, type Hex } from "viem";
+import {
+  createWalletClient,
+  custom,
+  encodeErrorResult,
+  encodeFunctionData,
+  keccak256,
+  maxUint256,
+  numberToHex,
+  parseEventLogs,
+  toHex,
+  zeroAddress,
+  type Address,
+  type Hex,
+} from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { batchClaimOf } from "../../src/chain/SettlementWorker.js";
 import { channelConfig, deployEscrow, openChannel, sessionKey, type EscrowFixture } from "../helpers/escrow.js";
 import { channelId, escrowDomain, type ChannelConfig } from "../../src/protocol/Channel.js";
 import { signVoucher, voucherTypes } from "../../src/protocol/Voucher.js";
 
 const DEPOSIT = 1_000_000n;
-const Mode = { Honest: 0, Revert: 1, BurnGas: 2 } as const;
+const Mode = { Honest: 0, Revert: 1, BurnGas: 2, ReturnBomb: 3, ValidOnlyInCalls: 4 } as const;
 const Skip = { InvalidSignature: 4 } as const;
 
 /** A ContractWallet owned by a funded account, holding ETH, with a helper to act through it. */
@@ -93,11 +108,11 @@ describe("PaychanEscrow against hostile counterparties", () => {
       const viaHonest = await openFromWallet(f, honestWallet);
       const last = await openChannel(f, DEPOSIT, {}, key);
       const claims = [
-        { ...first.cfg, cumulativeAmount: 100n, signature: await first.sign(100n) },
-        { ...viaReverting.cfg, cumulativeAmount: 200n, signature: await viaReverting.sign(200n) },
-        { ...viaBurning.cfg, cumulativeAmount: 300n, signature: await viaBurning.sign(300n) },
-        { ...viaHonest.cfg, cumulativeAmount: 400n, signature: await viaHonest.sign(400n) },
-        { ...last.cfg, cumulativeAmount: 500n, signature: await last.sign(500n) },
+        batchClaimOf(first.cfg, { cumulativeAmount: 100n, signature: await first.sign(100n) }),
+        batchClaimOf(viaReverting.cfg, { cumulativeAmount: 200n, signature: await viaReverting.sign(200n) }),
+        batchClaimOf(viaBurning.cfg, { cumulativeAmount: 300n, signature: await viaBurning.sign(300n) }),
+        batchClaimOf(viaHonest.cfg, { cumulativeAmount: 400n, signature: await viaHonest.sign(400n) }),
+        batchClaimOf(last.cfg, { cumulativeAmount: 500n, signature: await last.sign(500n) }),
       ];
       await reverting.setMode(Mode.Revert);
       await burning.setMode(Mode.BurnGas);
@@ -158,6 +173,146 @@ describe("PaychanEscrow against hostile counterparties", () => {
     });
   });
 
+  // The escrow decides an ERC-1271 voucher's validity when it is claimed, not when it was served. These
+  // tests pin down how a payer revokes vouchers it was served for, and that an ECDSA voucher cannot be
+  // revoked: the rule a gateway must follow (docs/PROTOCOL.md, "Who signs vouchers").
+  describe("ERC-1271 validity is decided at claim time, so a wallet can revoke its vouchers", () => {
+    async function withdrawAll(f: EscrowFixture, cfg: ChannelConfig, act: (data: Hex) => Promise<Hex>) {
+      await act(encodeFunctionData({ abi: f.escrow.abi, functionName: "requestWithdrawal", args: [cfg] }));
+      await f.networkHelpers.time.increase(cfg.withdrawDelay);
+      return act(encodeFunctionData({ abi: f.escrow.abi, functionName: "finalizeWithdrawal", args: [cfg] }));
+    }
+
+    it("lets a signer = 0 wallet payer void a served voucher by replacing its owner, then take the whole deposit back", async () => {
+      const f = await deployEscrow();
+      const w = await contractWallet(f);
+      const ch = await openFromWallet(f, w);
+      const voucher = await ch.sign(300n);
+      // What a gateway sees when it serves the request: the escrow calls the voucher valid.
+      expect(await f.escrow.read.isValidVoucher([ch.cfg, 300n, voucher])).to.equal(true);
+
+      const newOwner = (await f.viem.getWalletClients())[6]!;
+      await w.wallet.write.setOwner([newOwner.account.address], { account: w.owner.account });
+      expect(await f.escrow.read.isValidVoucher([ch.cfg, 300n, voucher])).to.equal(false);
+      await f.viem.assertions.revertWithCustomErrorWithArgs(
+        f.escrow.write.claim([ch.cfg, 300n, voucher], { account: f.payee.account }),
+        f.escrow,
+        "InvalidSignature",
+        [ch.id],
+      );
+      const asNewOwner = (data: Hex) => w.wallet.write.execute([f.escrow.address, 0n, data], { account: newOwner.account });
+      await f.viem.assertions.balancesHaveChanged(withdrawAll(f, ch.cfg, asNewOwner), [{ address: w.wallet.address, amount: DEPOSIT }]);
+    });
+
+    it("lets a wallet that calls vouchers valid only under eth_call pass every check a gateway can make, yet fail every mined claim", async () => {
+      const f = await deployEscrow();
+      const w = await contractWallet(f, Mode.ValidOnlyInCalls);
+      const ch = await openFromWallet(f, w);
+      const voucher = await ch.sign(300n);
+      const entry = batchClaimOf(ch.cfg, { cumulativeAmount: 300n, signature: voucher });
+      expect(await f.escrow.read.isValidVoucher([ch.cfg, 300n, voucher])).to.equal(true);
+      const { result } = await f.escrow.simulate.claimBatch([f.payee.account.address, zeroAddress, [entry]], {
+        account: f.payee.account.address,
+      });
+      expect(result).to.equal(300n);
+
+      const hash = await f.escrow.write.claimBatch([f.payee.account.address, zeroAddress, [entry]], { account: f.payee.account });
+      await f.viem.assertions.emitWithArgs(hash, f.escrow, "ClaimSkipped", [ch.id, Skip.InvalidSignature]);
+      await f.viem.assertions.revertWithCustomErrorWithArgs(
+        f.escrow.write.claim([ch.cfg, 300n, voucher], { account: f.payee.account, gas: 500_000n }),
+        f.escrow,
+        "InvalidSignature",
+        [ch.id],
+      );
+      await f.viem.assertions.balancesHaveChanged(withdrawAll(f, ch.cfg, w.execute), [{ address: w.wallet.address, amount: DEPOSIT }]);
+    });
+
+    it("applies ERC-1271 to a contract named as the channel's signer too, which can revoke the same way", async () => {
+      const f = await deployEscrow();
+      const signerWallet = await contractWallet(f);
+      const ch = await openChannel(f, DEPOSIT, { signer: signerWallet.wallet.address });
+      const voucher = await signerWallet.owner.signTypedData({
+        domain: escrowDomain(f.location),
+        types: voucherTypes,
+        primaryType: "Voucher",
+        message: { channelId: ch.id, cumulativeAmount: 300n },
+      });
+      expect(await f.escrow.read.isValidVoucher([ch.cfg, 300n, voucher])).to.equal(true);
+      await signerWallet.wallet.write.setOwner([f.stranger.account.address], { account: signerWallet.owner.account });
+      await f.viem.assertions.revertWithCustomErrorWithArgs(
+        f.escrow.write.claim([ch.cfg, 300n, voucher], { account: f.payee.account }),
+        f.escrow,
+        "InvalidSignature",
+        [ch.id],
+      );
+    });
+
+    it("keeps a session-key (ECDSA) voucher claimable whatever the wallet payer does after it was served", async () => {
+      const f = await deployEscrow();
+      const w = await contractWallet(f);
+      const key = sessionKey();
+      const ch = await openFromWallet(f, w, { signer: key.address });
+      const { signature } = await signVoucher(key, { channelId: ch.id, cumulativeAmount: 300n }, f.location);
+      await w.wallet.write.setOwner([f.stranger.account.address], { account: w.owner.account });
+      await w.wallet.write.setMode([Mode.ValidOnlyInCalls], { account: f.stranger.account });
+      await f.viem.assertions.balancesHaveChanged(
+        f.escrow.write.claim([ch.cfg, 300n, signature], { account: f.payee.account }),
+        [{ address: f.payee.account.address, amount: 300n }],
+      );
+    });
+
+    it("keeps a voucher the payer's own key signed valid when the payer is an EIP-7702 account whose code calls it invalid", async () => {
+      const f = await deployEscrow();
+      const eoa = privateKeyToAccount(keccak256(toHex("eip-7702 payer")));
+      await f.networkHelpers.setBalance(eoa.address, 10n ** 18n);
+      const client = createWalletClient({ account: eoa, transport: custom(f.connection.provider) });
+      const implementation = await f.viem.deployContract("ContractWallet", [zeroAddress]);
+      const authorization = await client.signAuthorization({
+        contractAddress: implementation.address,
+        executor: "self",
+        chainId: f.location.chainId,
+        nonce: (await f.publicClient.getTransactionCount({ address: eoa.address })) + 1,
+      });
+      await client.sendTransaction({ to: eoa.address, authorizationList: [authorization], chain: null });
+      // The delegated code answers ERC-1271 with "invalid" in every mined transaction (mode, packed after owner).
+      await f.networkHelpers.setStorageAt(eoa.address, 0n, numberToHex(BigInt(Mode.ValidOnlyInCalls) << 160n, { size: 32 }));
+      expect((await f.publicClient.getCode({ address: eoa.address }))?.startsWith("0xef0100")).to.equal(true);
+
+      const cfg = channelConfig(eoa.address, f.payee.account.address);
+      await client.writeContract({ address: f.escrow.address, abi: f.escrow.abi, functionName: "open", args: [cfg, DEPOSIT], value: DEPOSIT, chain: null });
+      const voucher = await eoa.signTypedData({
+        domain: escrowDomain(f.location),
+        types: voucherTypes,
+        primaryType: "Voucher",
+        message: { channelId: channelId(cfg, f.location), cumulativeAmount: 300n },
+      });
+      await f.viem.assertions.balancesHaveChanged(
+        f.escrow.write.claim([cfg, 300n, voucher], { account: f.payee.account }),
+        [{ address: f.payee.account.address, amount: 300n }],
+      );
+    });
+  });
+
+  describe("refunds to a hostile payer", () => {
+    it("charges a close no more than the refund's gas cap when the payer answers the refund with ~180 KB of return data", async () => {
+      const f = await deployEscrow();
+      const closeGas = async (mode: number) => {
+        const w = await contractWallet(f);
+        const ch = await openFromWallet(f, w, { signer: sessionKey().address });
+        await w.setMode(mode);
+        const hash = await f.escrow.write.close([ch.cfg, 0n, "0x"], { account: f.payee.account });
+        await f.viem.assertions.balancesHaveChanged(hash, [{ address: w.wallet.address, amount: DEPOSIT }]);
+        return (await f.publicClient.waitForTransactionReceipt({ hash })).gasUsed;
+      };
+      const honest = await closeGas(Mode.Honest);
+      const bomb = await closeGas(Mode.ReturnBomb);
+      // The payer may spend its whole capped allowance (here on memory for its answer); the escrow must
+      // not add the cost of copying that answer into its own memory on top.
+      const cap = await f.escrow.read.REFUND_GAS_LIMIT();
+      expect(bomb - honest <= cap, `close cost ${honest} gas, ${bomb} against a return bomb; the cap is ${cap}`).to.equal(true);
+    });
+  });
+
   describe("non-standard tokens", () => {
     it("credits a fee-on-transfer deposit with what arrived, so the escrow never owes more than it holds", async () => {
       const f = await deployEscrow();
@@ -200,8 +355,8 @@ describe("PaychanEscrow against hostile counterparties", () => {
       await f.escrow.write.claim([a.cfg, 100n, await a.sign(100n)], { account: f.payee.account });
       await f.escrow.write.claimBatch(
         [f.payee.account.address, usdt.address, [
-          { ...a.cfg, cumulativeAmount: 300n, signature: await a.sign(300n) },
-          { ...b.cfg, cumulativeAmount: 50n, signature: await b.sign(50n) },
+          batchClaimOf(a.cfg, { cumulativeAmount: 300n, signature: await a.sign(300n) }),
+          batchClaimOf(b.cfg, { cumulativeAmount: 50n, signature: await b.sign(50n) }),
         ]],
         { account: f.payee.account },
       );

@@ -8,6 +8,7 @@ import {
   getAddress,
   encodeAbiParameters,
   parseAbiParameters,
+  parseEventLogs,
   hashTypedData,
   keccak256,
   maxUint256,
@@ -21,6 +22,7 @@ import {
   type Hex,
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { batchClaimOf } from "../../src/chain/SettlementWorker.js";
 import { channelConfig, deployEscrow, openChannel, sessionKey, type EscrowFixture } from "../helpers/escrow.js";
 import { channelId, channelTypes, escrowDomain } from "../../src/protocol/Channel.js";
 import { signVoucher, voucherDigest, voucherTypes } from "../../src/protocol/Voucher.js";
@@ -258,7 +260,7 @@ describe("PaychanEscrow signatures", () => {
       expect(await f.escrow.read.isValidVoucher([ch.cfg, 100n, twin])).to.equal(false);
     });
 
-    it("rejects the 64-byte EIP-2098 compact form of a valid voucher signature", async () => {
+    it("rejects the 64-byte EIP-2098 compact form of a valid voucher signature in a single claim", async () => {
       const f = await deployEscrow();
       const ch = await openChannel(f, DEPOSIT);
       const compact = serializeCompactSignature(signatureToCompactSignature(parseSignature(await ch.sign(100n))));
@@ -298,6 +300,34 @@ describe("PaychanEscrow signatures", () => {
       );
       expect((await f.escrow.read.getChannel([ch.id])).claimed).to.equal(700n);
     });
+
+    // A batch entry carries its signature in EIP-2098 compact form (r, vs): vs is the y-parity bit above
+    // a low s. The high-s twin's s is above 2^255, so its top bit is lost to the parity bit whichever
+    // parity is set; a decoder that kept vs's top bit in s could recover the signer from the twin.
+    it("skips a batch entry carrying the high-s twin of a valid voucher, with either parity, and pays the genuine one", async () => {
+      const f = await deployEscrow();
+      const ch = await openChannel(f, DEPOSIT);
+      const signature = await ch.sign(100n);
+      const { r, s } = parseSignature(signature);
+      const twinS = n - BigInt(s);
+      expect(twinS >= 2n ** 255n).to.equal(true);
+      const genuine = batchClaimOf(ch.cfg, { cumulativeAmount: 100n, signature });
+      const twins = [0n, 1n].map((parity) => ({
+        ...genuine,
+        r,
+        vs: numberToHex((twinS & (2n ** 255n - 1n)) | (parity << 255n), { size: 32 }),
+      }));
+      const flippedParity = { ...genuine, vs: numberToHex(BigInt(genuine.vs) ^ (1n << 255n), { size: 32 }) };
+      const batch = (entries: (typeof genuine)[]) =>
+        f.escrow.write.claimBatch([f.payee.account.address, zeroAddress, entries], { account: f.payee.account });
+
+      const hash = await batch([...twins, flippedParity]);
+      await f.viem.assertions.balancesHaveChanged(hash, [{ address: f.escrow.address, amount: 0n }]);
+      const receipt = await f.publicClient.waitForTransactionReceipt({ hash });
+      const skipped = parseEventLogs({ abi: f.escrow.abi, logs: receipt.logs, eventName: "ClaimSkipped" });
+      expect(skipped.map((log) => log.args.reason)).to.deep.equal([4, 4, 4]);
+      await f.viem.assertions.emitWithArgs(batch([genuine]), f.escrow, "Claimed", [ch.id, f.payee.account.address, 100n, 100n]);
+    });
   });
 
   describe("a channel has exactly one encoding", () => {
@@ -327,7 +357,7 @@ describe("PaychanEscrow signatures", () => {
       const f = await deployEscrow();
       const clean = await openChannel(f, DEPOSIT);
       const target = await openChannel(f, DEPOSIT, { payer: f.stranger.account.address });
-      const entry = async (ch: typeof clean) => ({ ...ch.cfg, cumulativeAmount: 100n, signature: await ch.sign(100n) });
+      const entry = async (ch: typeof clean) => batchClaimOf(ch.cfg, { cumulativeAmount: 100n, signature: await ch.sign(100n) });
       const data = encodeFunctionData({
         abi: f.escrow.abi,
         functionName: "claimBatch",

@@ -125,6 +125,28 @@ describe("PaychanEscrow withdrawal", () => {
     });
   });
 
+  describe("the delay is the channel's own term, not bounded by the contract", () => {
+    // By design (docs/PROTOCOL.md, "Withdrawal delay"): the window a payee needs depends on how often it
+    // settles, so the payee refuses channels below its own minimum before accepting any voucher.
+    it("accepts withdrawDelay 0, whose claim window closes in the very block the payer asks to withdraw", async () => {
+      const f = await deployEscrow();
+      const ch = await openChannel(f, DEPOSIT, { withdrawDelay: 0 });
+      const voucher = await ch.sign(400n);
+      const readyAt = await requestWithdrawal(f, ch);
+      expect(readyAt).to.equal((await f.publicClient.getBlock()).timestamp);
+      await f.viem.assertions.revertWithCustomErrorWithArgs(
+        f.escrow.write.claim([ch.cfg, 400n, voucher], { account: f.payee.account }),
+        f.escrow,
+        "ClaimWindowClosed",
+        [ch.id, readyAt],
+      );
+      await f.viem.assertions.balancesHaveChanged(
+        f.escrow.write.finalizeWithdrawal([ch.cfg], { account: f.payer.account }),
+        [{ address: f.payer.account.address, amount: DEPOSIT }],
+      );
+    });
+  });
+
   describe("a withdrawal's delay cannot be reset, and nobody else can touch the channel", () => {
     it("rejects a repeated withdrawal request with WithdrawalPending and keeps the original deadline", async () => {
       const f = await deployEscrow();
