@@ -1,6 +1,5 @@
 // Reads of the escrow: a channel's state (the gateway on first sight and on a suspected top-up; the
-// watcher and reconciliation as of a block), whether an address has code, and the escrow's own
-// verdict on a voucher (reconciliation, for vouchers of ERC-1271 signers).
+// watcher and reconciliation as of a block), and whether an address has code (a contract signer).
 import type { Address, Hex, PublicClient } from "viem";
 import type { ChannelConfig } from "../protocol/Channel.js";
 import type { ChannelReader } from "../gateway/PaymentStore.js";
@@ -29,15 +28,6 @@ export class ChainChannelReader implements ChannelReader {
   async readChannel(id: Hex, blockNumber?: bigint): Promise<ChainChannelState> {
     const raw = await this.client.readContract({ address: this.escrow, abi: escrowAbi, functionName: "getChannel", args: [id], blockNumber });
     return chainStateOf(raw);
-  }
-
-  async isValidVoucher(config: ChannelConfig, cumulativeAmount: bigint, signature: Hex): Promise<boolean> {
-    return this.client.readContract({
-      address: this.escrow,
-      abi: escrowAbi,
-      functionName: "isValidVoucher",
-      args: [config, cumulativeAmount, signature],
-    });
   }
 
   async hasCode(address: Hex): Promise<boolean> {

@@ -28,14 +28,11 @@ export async function readChannelStates(
 
 /** The chain as reconciliation sees it (src/ledger/reconcile.ts). */
 export function escrowChainView(client: PublicClient, escrow: Address): ChainView {
-  const reader = new ChainChannelReader(client, escrow);
   return {
     async head() {
       const block = await client.getBlock({ blockTag: "latest" });
       return { number: block.number, timestamp: block.timestamp };
     },
     channels: (ids, blockNumber) => readChannelStates(client, escrow, ids, blockNumber),
-    isValidVoucher: (config, cumulativeAmount, signature) => reader.isValidVoucher(config, cumulativeAmount, signature),
-    hasCode: (address) => reader.hasCode(address),
   };
 }

@@ -17,7 +17,7 @@
 // no reason the report can name (the CLI exits non-zero); `lag` — a difference explained by blocks not
 // yet confirmed or mirrored, which resolves by itself; `warning` — nothing is wrong yet, but someone
 // should look (a withdrawal with unclaimed vouchers, a failed claim transaction).
-import { getAddress, hexToBytes, zeroAddress, type Address, type Hex } from "viem";
+import { getAddress, hexToBytes, type Address, type Hex } from "viem";
 import { recoverSigner, voucherDigester } from "../gateway/signatures.js";
 import { voucherSigner, type ChannelConfig } from "../protocol/Channel.js";
 import { accountId } from "./accounts.js";
@@ -30,8 +30,6 @@ import type { ChannelChainState } from "./channels.js";
 export type ChainView = {
   head(): Promise<{ number: bigint; timestamp: bigint }>;
   channels(ids: Hex[], blockNumber?: bigint): Promise<Map<Hex, ChannelChainState>>;
-  isValidVoucher(config: ChannelConfig, cumulativeAmount: bigint, signature: Hex): Promise<boolean>;
-  hasCode(address: Address): Promise<boolean>;
 };
 
 export type Severity = "missing" | "lag" | "warning";
@@ -253,7 +251,7 @@ export async function reconcile(db: Db, options: ReconcileOptions): Promise<Reco
       report({ severity: "missing", code: "NO_VOUCHER_FOR_ACCEPTED", ...channel, expected: accepted.toString(), actual: voucher.toString(),
         cause: `No accepted payment holds a voucher for the accepted total ${accepted}; the highest claimable is ${voucher} (a charge was voided in the middle, or a row was changed).` });
     }
-    if (row.voucher_signature !== null && voucher > 0n && !(await verifies(row, voucher, row.voucher_signature as Hex, digest, chain))) {
+    if (row.voucher_signature !== null && voucher > 0n && !verifies(row, voucher, row.voucher_signature as Hex, digest)) {
       report({ severity: "missing", code: "VOUCHER_SIGNATURE_INVALID", ...channel, expected: voucherSigner(configOf(row)), actual: row.voucher_signature,
         cause: `The voucher for ${voucher} is not signed by the channel's signer: the escrow will refuse it.` });
     }
@@ -394,12 +392,11 @@ async function bookedPerChannel(db: Db): Promise<Map<Hex, Booked>> {
   return booked;
 }
 
-async function verifies(row: ChannelRow, amount: bigint, signature: Hex, digest: ReturnType<typeof voucherDigester>, chain: ChainView): Promise<boolean> {
-  const config = configOf(row);
+/** Only an ECDSA signature by the effective signer is certain to be paid: an ERC-1271 answer can
+ * change before the claim lands (docs/PROTOCOL.md §6.2). */
+function verifies(row: ChannelRow, amount: bigint, signature: Hex, digest: ReturnType<typeof voucherDigester>): boolean {
   const recovered = recoverSigner(digest(row.id as Hex, amount), hexToBytes(signature));
-  if (recovered === voucherSigner(config).toLowerCase()) return true;
-  // A payer that signs for itself may be an ERC-1271 wallet: only the escrow can judge that.
-  return config.signer === zeroAddress && (await chain.hasCode(config.payer)) && (await chain.isValidVoucher(config, amount, signature));
+  return recovered === voucherSigner(configOf(row)).toLowerCase();
 }
 
 function configOf(row: ChannelRow): ChannelConfig {
