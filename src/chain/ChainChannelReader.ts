@@ -1,7 +1,6 @@
 // Reads of the escrow: a channel's state (the gateway on first sight and on a suspected top-up; the
 // watcher and reconciliation as of a block), and whether an address has code (a contract signer).
 import type { Address, Hex, PublicClient } from "viem";
-import type { ChannelConfig } from "../protocol/Channel.js";
 import type { ChannelReader } from "../gateway/PaymentStore.js";
 import type { ChannelChainState as ChainChannelState } from "../ledger/channels.js";
 import { escrowAbi } from "./escrowAbi.js";
