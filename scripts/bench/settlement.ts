@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { network } from "hardhat";
 import { createWalletClient, custom, encodeFunctionData, formatGwei, parseEther, toHex, zeroAddress, type Hex, type PublicClient } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
-import { escrowAbi } from "../../src/chain/escrowAbi.js";
+import { escrowAbi } from "../../src/contracts/escrowAbi.js";
 import { loadConfig } from "../../src/config.js";
 import { acceptPaymentsBatch, type AcceptPaymentInput } from "../../src/ledger/voucherStore.js";
 import { channelId, type ChannelConfig } from "../../src/protocol/Channel.js";

@@ -19,7 +19,7 @@ import {
   type Cursor,
   type MirrorScope,
 } from "../ledger/chainMirror.js";
-import { escrowAbi } from "./escrowAbi.js";
+import { escrowAbi } from "../contracts/escrowAbi.js";
 import { readChannelStates } from "./escrowState.js";
 
 export type ChainWatcherOptions = {

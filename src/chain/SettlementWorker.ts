@@ -7,7 +7,7 @@ import type { PrismaClient } from "../generated/prisma/client.js";
 import type { MirrorScope } from "../ledger/chainMirror.js";
 import type { Tx } from "../ledger/postings.js";
 import { batchIdOf, decideRound, recordOutcomes, type DecidedBatch, type ItemOutcome } from "../ledger/settlementStore.js";
-import { escrowAbi } from "./escrowAbi.js";
+import { escrowAbi } from "../contracts/escrowAbi.js";
 import { DEFAULT_GAS_PER_CLAIM, planBatches, type SettlementPolicy } from "./settlementPolicy.js";
 import type { FinalTx, TxEvent, TxManager } from "./TxManager.js";
 
