@@ -86,7 +86,7 @@ describe("the packed package, installed into a project outside the repository", 
   const payeeKey = generatePrivateKey();
   const payee = privateKeyToAccount(payeeKey);
   const payerKey = generatePrivateKey();
-  const started = Date.now();
+  let started = 0;
 
   /** Runs `args` with `node` in the scratch project, with only PATH, HOME and `env` in its environment. */
   const node = (binary: string, args: string[], env: Record<string, string> = {}) =>
@@ -140,6 +140,7 @@ describe("the packed package, installed into a project outside the repository", 
 
   before(async function () {
     this.timeout(600_000);
+    started = Date.now();
     [node22, node20] = await Promise.all([findNode(22), findNode(20)]);
     root = await mkdtemp(join(tmpdir(), "paychan-package-"));
 
