@@ -7,7 +7,7 @@ import type { AddressInfo } from "node:net";
 import { network } from "hardhat";
 import { formatEther, parseEther, type PublicClient } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
-import { escrowAbi } from "../src/chain/escrowAbi.js";
+import { escrowAbi } from "../src/contracts/escrowAbi.js";
 import { openChannel, type Wallet } from "../src/client/channel.js";
 import { createPaidFetch } from "../src/client/paidFetch.js";
 import { loadConfig } from "../src/config.js";

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S npx tsx
+#!/usr/bin/env node
 // paychan's operator command line. Every command reads the same configuration as the server (the
 // environment, parsed by src/config.ts) and assembles paychan through the composition root.
 //
@@ -9,12 +9,12 @@
 //   paychan reconcile     compare chain, ledger and voucher store; exits 1 when money is missing
 //   paychan balances      the ledger's balances by kind, and its trial balance
 //   paychan channels      our channels and what is accepted, claimed and unclaimed on each
-import { readFile } from "node:fs/promises";
 import { Command, Option } from "commander";
-import { createPublicClient, createWalletClient, getAddress, http, type Abi, type Hex } from "viem";
+import { createPublicClient, createWalletClient, getAddress, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { messageOf } from "./chain/TxManager.js";
 import { ConfigError, describeConfig, loadConfig, type Config } from "./config.js";
+import { loadEscrowArtifact } from "./contracts/artifact.js";
 import { toBigInt } from "./ledger/amount.js";
 import { LedgerError } from "./ledger/errors.js";
 import { balances, trialBalance } from "./ledger/postings.js";
@@ -27,18 +27,12 @@ const program = new Command("paychan")
 
 program
   .command("deploy")
-  .description("deploy PaychanEscrow from artifacts/ with SETTLER_PRIVATE_KEY; prints ESCROW_ADDRESS and WATCH_FROM_BLOCK")
+  .description("deploy PaychanEscrow (the compiled artifact paychan ships) with SETTLER_PRIVATE_KEY; prints ESCROW_ADDRESS and WATCH_FROM_BLOCK")
   .action(async () => {
     const config = loadConfig();
     if (!config.SETTLER_PRIVATE_KEY) throw new ConfigError("SETTLER_PRIVATE_KEY is not set: the key that pays for the deployment.");
     const account = privateKeyToAccount(config.SETTLER_PRIVATE_KEY);
-    const artifactUrl = new URL("../artifacts/contracts/PaychanEscrow.sol/PaychanEscrow.json", import.meta.url);
-    const artifact = await readFile(artifactUrl, "utf8").then(
-      (text) => JSON.parse(text) as { abi: Abi; bytecode: Hex },
-      () => {
-        throw new ConfigError("The escrow is not compiled: run `npm run build:contracts` first.");
-      },
-    );
+    const artifact = loadEscrowArtifact();
     const publicClient = createPublicClient({ transport: http(config.RPC_URL) });
     const wallet = createWalletClient({ account, transport: http(config.RPC_URL) });
     const hash = await wallet.deployContract({ abi: artifact.abi, bytecode: artifact.bytecode, chain: null });

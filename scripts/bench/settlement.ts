@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { network } from "hardhat";
 import { createWalletClient, custom, encodeFunctionData, formatGwei, parseEther, toHex, zeroAddress, type Hex, type PublicClient } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
-import { escrowAbi } from "../../src/chain/escrowAbi.js";
+import { escrowAbi } from "../../src/contracts/escrowAbi.js";
 import { batchClaimOf } from "../../src/chain/SettlementWorker.js";
 import { loadConfig } from "../../src/config.js";
 import { acceptVouchers, type VoucherCharge } from "../../src/ledger/acceptVouchers.js";

@@ -3,7 +3,7 @@
 import type { Address, Hex, PublicClient } from "viem";
 import type { ChannelReader } from "../gateway/PaymentStore.js";
 import type { ChannelChainState as ChainChannelState } from "../ledger/channels.js";
-import { escrowAbi } from "./escrowAbi.js";
+import { escrowAbi } from "../contracts/escrowAbi.js";
 
 export const CLOSED = 2n ** 64n - 1n;
 

@@ -21,7 +21,7 @@ import {
 } from "../ledger/chainMirror.js";
 import { recordChainHead } from "../ledger/channels.js";
 import { sqlOf } from "../ledger/sql.js";
-import { escrowAbi } from "./escrowAbi.js";
+import { escrowAbi } from "../contracts/escrowAbi.js";
 import { readChannelStates } from "./escrowState.js";
 
 export type ChainWatcherOptions = {

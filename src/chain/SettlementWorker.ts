@@ -8,7 +8,7 @@ import type { MirrorScope } from "../ledger/chainMirror.js";
 import type { Tx } from "../ledger/postings.js";
 import type { ChannelConfig } from "../protocol/Channel.js";
 import { batchIdOf, decideRound, recordOutcomes, type DecidedBatch, type ItemOutcome } from "../ledger/settlementStore.js";
-import { escrowAbi } from "./escrowAbi.js";
+import { escrowAbi } from "../contracts/escrowAbi.js";
 import { DEFAULT_GAS_PER_CLAIM, planBatches, type SettlementPolicy } from "./settlementPolicy.js";
 import type { FinalTx, TxEvent, TxManager } from "./TxManager.js";
 

@@ -15,7 +15,7 @@ import {
   type Transport,
   type WalletClient,
 } from "viem";
-import { escrowAbi } from "../chain/escrowAbi.js";
+import { escrowAbi } from "../contracts/escrowAbi.js";
 import { channelId, type ChannelConfig, type EscrowLocation } from "../protocol/Channel.js";
 
 export type Wallet = WalletClient<Transport, Chain | undefined, Account>;

@@ -21,6 +21,8 @@ export interface MigrationConnection {
   query<Row>(sql: string, params?: unknown[]): Promise<Row[]>;
 }
 
+// Two levels up from this module both in the repository (src/ledger) and in the installed package
+// (dist/ledger), which ships prisma/migrations: the package applies its own migrations.
 export const defaultMigrationsDir = fileURLToPath(new URL("../../prisma/migrations", import.meta.url));
 
 /** The key `prisma migrate` locks with; sharing it serializes us with Prisma's own tooling. */

@@ -3,7 +3,7 @@
 // version of this file. Amounts are decimal strings of base units; they become bigint here.
 // Runs in Node and in browsers (no Buffer).
 import { getAddress, isAddress, isHex, type Hex } from "viem";
-import { z } from "zod";
+import * as z from "zod";
 import { PaymentError } from "./Errors.js";
 import type { ChannelConfig } from "./Channel.js";
 import type { SignedVoucher } from "./Voucher.js";

@@ -164,6 +164,8 @@ async function bundlePage(): Promise<string> {
     bundle: true,
     format: "esm",
     platform: "browser",
+    // "paychan/client" as the repository's sources, not the package's build (see package.json exports).
+    conditions: ["paychan-source"],
     target: "es2022",
     write: false,
     sourcemap: "inline",

@@ -1,20 +1,21 @@
-// The ABI the SDK ships (src/chain/escrowAbi.ts, and escrowAbi.json for other languages) must match the
-// compiled contract; `npm run abi` regenerates both. The batch entry's layout is fenced here too.
+// The ABI the SDK ships (src/contracts/escrowAbi.ts, typed for viem, and PaychanEscrow.abi.json for
+// other tools) must match the compiled contract; `npm run abi` regenerates both. The batch entry's
+// layout is fenced here too.
 import { readFile } from "node:fs/promises";
 import { expect } from "chai";
 import hre from "hardhat";
-import { escrowAbi } from "../../src/chain/escrowAbi.js";
+import { escrowAbi } from "../../src/contracts/escrowAbi.js";
 
 async function artifactAbi() {
   return (await hre.artifacts.readArtifact("PaychanEscrow")).abi;
 }
 
 describe("PaychanEscrow ABI", () => {
-  it("matches the ABI the SDK ships in src/chain/escrowAbi.ts and src/chain/escrowAbi.json", async () => {
+  it("matches the ABI the SDK ships in src/contracts/escrowAbi.ts and src/contracts/PaychanEscrow.abi.json", async () => {
     const abi = await artifactAbi();
-    expect(escrowAbi).to.deep.equal(abi, "src/chain/escrowAbi.ts is stale: run `npm run abi`");
-    const json = JSON.parse(await readFile(new URL("../../src/chain/escrowAbi.json", import.meta.url), "utf8"));
-    expect(json).to.deep.equal(abi, "src/chain/escrowAbi.json is stale: run `npm run abi`");
+    expect(escrowAbi).to.deep.equal(abi, "src/contracts/escrowAbi.ts is stale: run `npm run abi`");
+    const json = JSON.parse(await readFile(new URL("../../src/contracts/PaychanEscrow.abi.json", import.meta.url), "utf8"));
+    expect(json).to.deep.equal(abi, "src/contracts/PaychanEscrow.abi.json is stale: run `npm run abi`");
   });
 
   it("keeps BatchClaim's field order and types, which _batchChannelId reads from calldata by offset", async () => {

@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { createPublicClient, http, parseEventLogs, type PublicClient } from "viem";
-import { escrowAbi } from "../../src/chain/escrowAbi.js";
+import { escrowAbi } from "../../src/contracts/escrowAbi.js";
 import { accountId } from "../../src/ledger/accounts.js";
 import { nativeAsset } from "../../src/ledger/asset.js";
 import { balanceOf } from "../../src/ledger/postings.js";
