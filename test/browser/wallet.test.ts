@@ -1,4 +1,4 @@
-// The client SDK in a real browser with a wallet: Chromium loads a page (test/browser/page) whose
+// The client SDK in a real browser with a wallet: Chromium loads a page (examples/browser) whose
 // script, bundled here with esbuild from src/client and src/protocol, connects to an EIP-1193 wallet,
 // opens a channel with one wallet transaction and pays the seller's paywall with vouchers signed by a
 // session key it keeps in localStorage. The page, the wallet's JSON-RPC endpoint and the paywall share
@@ -59,7 +59,7 @@ describe("the client SDK in Chromium with an EIP-1193 wallet", () => {
     let bundle: string, html: string;
     [bundle, html, db] = await Promise.all([
       bundlePage(),
-      readFile(new URL("page/index.html", import.meta.url), "utf8"),
+      readFile(new URL("../../examples/browser/index.html", import.meta.url), "utf8"),
       openTestDatabase("pglite"),
       browser,
     ]);
@@ -160,7 +160,7 @@ describe("the client SDK in Chromium with an EIP-1193 wallet", () => {
 /** The page's script, bundled for the browser as a seller's build would. */
 async function bundlePage(): Promise<string> {
   const result = await build({
-    entryPoints: [new URL("page/app.ts", import.meta.url).pathname],
+    entryPoints: [new URL("../../examples/browser/app.ts", import.meta.url).pathname],
     bundle: true,
     format: "esm",
     platform: "browser",

@@ -165,7 +165,7 @@ describe("the packed package, installed into a project outside the repository", 
       if (!files.has(name)) throw new Error(`README.md has no \`\`\`js ${name} block: the package test runs the README's examples.`);
       await writeFile(join(scratch, name), files.get(name)!);
     }
-    await copyFile(join(repo, "test/browser/page/app.ts"), join(scratch, "browser.ts"));
+    await copyFile(join(repo, "examples/browser/app.ts"), join(scratch, "browser.ts"));
     await writeFile(
       join(scratch, "tsconfig.json"),
       JSON.stringify({

@@ -1,7 +1,7 @@
 // The demo page's script, a wallet-connected buyer: it learns the seller's terms from a 402, opens a
 // channel with one wallet transaction, keeps its session key and the channel in localStorage, and pays
 // the paywalled route with createPaidFetch. test/browser/wallet.test.ts bundles it and drives it in
-// Chromium. It has no top-level side effects because Hardhat's mocha also loads every .ts under test/.
+// Chromium, and the package test type-checks and bundles it against the installed package.
 import {
   createPublicClient,
   createWalletClient,
