@@ -19,7 +19,8 @@ import type { MirrorScope } from "./ledger/chainMirror.js";
 import { openDatabase, type Database } from "./ledger/db.js";
 import { PrismaPaymentStore } from "./ledger/PrismaPaymentStore.js";
 import { reconcile, type ReconcileReport } from "./ledger/reconcile.js";
-import { claimCandidates, type DecidedBatch } from "./ledger/settlementStore.js";
+import { toBigInt } from "./ledger/amount.js";
+import { batchIdOf, claimCandidates, type DecidedBatch } from "./ledger/settlementStore.js";
 import { QuietLog } from "./ops/log.js";
 import { createOperatorApp } from "./ops/operatorApp.js";
 
@@ -366,7 +367,11 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
         await new Promise((resolve) => setTimeout(resolve, Math.min(config.POLL_INTERVAL_MS, 1_000)));
       }
       quiet.end("settle-now");
-      return { decided, transactions, synced, unprofitable, ...(await outcomesOf(paychan, decided)) };
+      // The batches decided now and any decided earlier whose transactions became final meanwhile.
+      const batchIds = new Set(decided.map((b) => b.batchId));
+      for (const e of transactions) if (e.action === "confirmed" || e.action === "failed") batchIds.add(batchIdOf(e.purpose) ?? "");
+      batchIds.delete("");
+      return { decided, transactions, synced, unprofitable, ...(await outcomesOf(paychan, [...batchIds])) };
     },
     start() {
       watchLoop.start();
@@ -412,12 +417,13 @@ function percent(done: bigint, total: bigint): string {
   return total <= 0n ? "100" : ((done * 100n) / total).toString();
 }
 
-/** What the escrow did with the claims of `decided`, from the outcomes its final receipts recorded. */
-async function outcomesOf(paychan: Paychan, decided: DecidedBatch[]): Promise<Pick<SettleNowReport, "claimed" | "skipped">> {
-  const amounts = new Map(decided.flatMap((b) => b.items.map((i) => [i.candidate.channelId.toLowerCase(), i.candidate.unclaimed] as const)));
-  const items = await paychan.db.prisma.settlementItem.findMany({ where: { batchId: { in: decided.map((b) => b.batchId) } } });
+/** What the escrow did with the claims of these batches, from the outcomes their final receipts recorded. */
+async function outcomesOf(paychan: Paychan, batchIds: string[]): Promise<Pick<SettleNowReport, "claimed" | "skipped">> {
+  const items = await paychan.db.prisma.settlementItem.findMany({ where: { batchId: { in: batchIds } }, orderBy: { channelId: "asc" } });
   return {
-    claimed: items.filter((i) => i.outcome === "CLAIMED").map((i) => ({ channelId: i.channelId as Hex, amount: amounts.get(i.channelId.toLowerCase()) ?? 0n })),
+    claimed: items
+      .filter((i) => i.outcome === "CLAIMED")
+      .map((i) => ({ channelId: i.channelId as Hex, amount: toBigInt(i.cumulativeAmount) - toBigInt(i.claimedBefore) })),
     skipped: items.filter((i) => i.outcome === "SKIPPED").map((i) => ({ channelId: i.channelId as Hex, reason: i.skipReason ?? "unknown" })),
   };
 }

@@ -251,7 +251,11 @@ function max(...values: bigint[]): bigint {
   return values.reduce((a, b) => (a > b ? a : b));
 }
 
+/** An error in one line: viem's short message, with the node's own words when it gave any. */
 export function messageOf(error: unknown): string {
-  if (error instanceof BaseError) return error.shortMessage;
+  if (error instanceof BaseError) {
+    const details = error.details?.trim();
+    return details && !error.shortMessage.includes(details) ? `${error.shortMessage} (${details})` : error.shortMessage;
+  }
   return error instanceof Error ? error.message : String(error);
 }
