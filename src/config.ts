@@ -123,8 +123,8 @@ export function describeConfig(config: Config): Record<string, string> {
 }
 
 /**
- * A URL fit for a log line or an error message: no password, no query values, and no path segment
- * that looks like an API key (providers put keys there: https://…/v2/<key>).
+ * A URL fit for a log line or an error message: no password, no query values, and no path segment of
+ * a web URL that looks like an API key (providers put keys there: https://…/v2/<key>).
  */
 export function redactUrl(url: string): string {
   let parsed: URL;
@@ -133,10 +133,14 @@ export function redactUrl(url: string): string {
   } catch {
     return url.replace(/\/\/([^:/@]+):[^@]*@/, "//$1:***@");
   }
-  const path = parsed.pathname
-    .split("/")
-    .map((segment) => (/^[A-Za-z0-9_-]{20,}$/.test(segment) ? "***" : segment))
-    .join("/");
+  // A web URL's path may hold a key; a database URL's path is the database's name.
+  const web = /^(http|ws)s?:$/.test(parsed.protocol);
+  const path = web
+    ? parsed.pathname
+        .split("/")
+        .map((segment) => (/^[A-Za-z0-9_-]{20,}$/.test(segment) ? "***" : segment))
+        .join("/")
+    : parsed.pathname;
   if (!parsed.password && path === parsed.pathname && parsed.search === "") return url;
   if (parsed.password) parsed.password = "***";
   parsed.pathname = path;

@@ -109,7 +109,7 @@ export class LeaderLock {
   /** Who holds the lock, as Postgres knows the session (our application_name). */
   private async holder(client: pg.Client): Promise<string> {
     const { rows } = await client.query<{ name: string; addr: string | null }>(
-      `SELECT a.application_name AS name, a.client_addr::text AS addr
+      `SELECT a.application_name AS name, host(a.client_addr) AS addr
        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
          AND l.classid::bigint = ((hashtext($1)::bigint >> 32) & 4294967295)

@@ -61,5 +61,6 @@ describe("configuration on the command line", function () {
     expect(redactUrl("https://x.io/v3/0123456789abcdef0123456789abcdef")).to.equal("https://x.io/v3/***");
     expect(redactUrl("https://x.io/rpc?apikey=secret&chain=1")).to.equal("https://x.io/rpc?apikey=***&chain=***");
     expect(redactUrl("pglite:/var/lib/paychan")).to.equal("pglite:/var/lib/paychan");
+    expect(redactUrl("postgres://u:pw@h/paychan_books_of_the_year_2026")).to.equal("postgres://u:***@h/paychan_books_of_the_year_2026");
   });
 });
