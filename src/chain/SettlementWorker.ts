@@ -3,6 +3,7 @@
 // same database transaction that decided them (src/ledger/settlementStore.ts); the TxManager sends
 // them. The claims reach the ledger only through the watcher's mirror of the Claimed events.
 import { decodeEventLog, encodeFunctionData, zeroAddress, type Hex, type PublicClient } from "viem";
+import { StartupError } from "../config.js";
 import type { PrismaClient } from "../generated/prisma/client.js";
 import type { MirrorScope } from "../ledger/chainMirror.js";
 import type { Tx } from "../ledger/postings.js";
@@ -65,7 +66,10 @@ export class SettlementWorker {
     if (settler.toLowerCase() === scope.payee.toLowerCase()) return;
     const approved = await client.readContract({ address: scope.escrow, abi: escrowAbi, functionName: "isOperator", args: [scope.payee, settler] });
     if (!approved) {
-      throw new Error(`The settlement key ${settler} may not claim for ${scope.payee}: the payee must call setOperator(${settler}, true) on the escrow.`);
+      throw new StartupError(
+        `The settlement key ${settler} (SETTLER_PRIVATE_KEY) may not claim for ${scope.payee} (PAYEE_ADDRESS): use the payee's own key, ` +
+          `or let the payee approve this one with \`PAYEE_PRIVATE_KEY=… paychan set-operator\` (setOperator(${settler}, true) on the escrow).`,
+      );
     }
   }
 

@@ -1,12 +1,16 @@
 // Settlement as an operator watches it: on a development chain the confirmations default to 0, and
 // an explicit CONFIRMATIONS there makes settle-now stop at once with advice instead of printing "mined"
 // for five minutes; no line is printed twice; a catch-up shows its progress; claims that cost more gas
-// than they bring in wait for --force; a claim the escrow skipped is reported as skipped, and a
-// channel closed with vouchers unclaimed shows that amount as lost to the payer.
+// than they bring in wait for --force; a claim the escrow skipped is reported as skipped, a channel
+// closed with vouchers unclaimed shows that amount as lost to the payer, and `balances` explains the
+// negative wallet that gas leaves behind.
 import { expect } from "chai";
 import { createPublicClient, http, type PublicClient } from "viem";
 import { StartupError } from "../../src/config.js";
 import { claimBatchGas } from "../../src/chain/SettlementWorker.js";
+import { accountId } from "../../src/ledger/accounts.js";
+import { nativeAsset } from "../../src/ledger/asset.js";
+import { balanceOf } from "../../src/ledger/postings.js";
 import { createPostgresDatabase } from "../ledger/helpers.js";
 import { serveProvider, type RpcServer } from "../helpers/rpcServer.js";
 import {
@@ -185,13 +189,23 @@ describe("settlement seen by its operator [postgres]", function () {
 
     await chain.escrow.write.finalizeWithdrawal([channel!.cfg], { account: chain.payer.account });
     await settlement.watcher.syncOnce();
-    const run = await runCli(["channels"], cliEnv(test, key));
+    const [run, books] = await Promise.all([runCli(["channels"], cliEnv(test, key)), runCli(["balances"], cliEnv(test, key))]);
     expect(run.code, run.stderr).to.equal(0);
     const row = run.stdout.split("\n").find((l) => l.startsWith(channel!.id))!;
     expect(row.split(/\s{2,}/).slice(3, 7)).to.deep.equal([String(2n * PRICE), "0", "0", String(2n * PRICE)]);
     expect(row).to.include("closed: the payer got back the accepted but unclaimed amount");
     expect(run.stdout).to.include(
       `${2n * PRICE} lost on 1 closed channel(s): accepted, but not claimed before the channel closed, so the escrow refunded it to the payer`,
+    );
+
+    // The skipped claim still cost gas, and nothing came in: the books explain the negative wallet.
+    const gas = await balanceOf(paychan.db.prisma, accountId.gas(payee.address, nativeAsset(chain.location.chainId)));
+    expect(gas > 0n).to.equal(true);
+    expect(books.code, books.stderr).to.equal(0);
+    expect(books.stdout).to.include(`gas:${payee.address}:${nativeAsset(chain.location.chainId)}: ${gas} of native coin spent on transaction fees (claims) by that key.`);
+    expect(books.stdout).to.include(
+      `wallet:${payee.address}:${nativeAsset(chain.location.chainId)} is -${gas}: that key paid more in gas than claims brought into it. ` +
+        "The gas came out of the key's own native balance, which was funded outside the books",
     );
   });
 });
