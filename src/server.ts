@@ -22,7 +22,7 @@ import { reconcile, type ReconcileReport } from "./ledger/reconcile.js";
 import { toBigInt } from "./ledger/amount.js";
 import { batchIdOf, claimCandidates, type DecidedBatch } from "./ledger/settlementStore.js";
 import { QuietLog } from "./ops/log.js";
-import { createOperatorApp } from "./ops/operatorApp.js";
+import { answerFailures, createOperatorApp } from "./ops/operatorApp.js";
 
 export type Paychan = {
   /** The configuration, CONFIRMATIONS resolved for the chain. */
@@ -135,6 +135,7 @@ export function createOperatorEndpoints(paychan: Paychan): Express {
   app.get("/reconcile", (_req, res, next) => {
     reconcilePaychan(paychan).then((report) => res.json(report), next);
   });
+  app.use(answerFailures);
   return app;
 }
 

@@ -4,7 +4,8 @@
 // operator endpoint mounts it on the app `createOperatorApp` returns and gets the check for free.
 import { createHash, timingSafeEqual } from "node:crypto";
 import { isIP } from "node:net";
-import express, { type Express, type RequestHandler } from "express";
+import express, { type ErrorRequestHandler, type Express, type RequestHandler } from "express";
+import { messageOf } from "../chain/TxManager.js";
 import { ConfigError } from "../config.js";
 
 export type OperatorAccess = {
@@ -39,6 +40,12 @@ export function createOperatorApp(access: OperatorAccess): Express {
   if (access.token) app.use(requireToken(access.token));
   return app;
 }
+
+/** Mount last: an endpoint that failed (its chain or database did not answer) answers 503 with the
+ * reason as JSON, never Express's HTML page with a stack trace. */
+export const answerFailures: ErrorRequestHandler = (error: unknown, _req, res, _next) => {
+  res.status(503).json({ error: "unavailable", message: messageOf(error) });
+};
 
 function requireToken(token: string): RequestHandler {
   // Compare digests: equal length whatever the caller sent, so the comparison leaks no length.

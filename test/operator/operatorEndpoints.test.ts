@@ -2,10 +2,12 @@
 // gateway's: they listen on OPERATOR_HOST (loopback by default), need OPERATOR_TOKEN as a bearer token
 // when one is set, and refuse to start reachable from other machines without one.
 import { expect } from "chai";
+import { createPublicClient, http, type PublicClient } from "viem";
 import { ConfigError } from "../../src/config.js";
 import { listen, type Listener } from "../../src/ops/http.js";
 import { isLoopback } from "../../src/ops/operatorApp.js";
 import { createOperatorEndpoints } from "../../src/server.js";
+import { serveProvider } from "../helpers/rpcServer.js";
 import { createPostgresDatabase } from "../ledger/helpers.js";
 import { deployEscrow, startTestPaychan, type EscrowFixture, type TestPaychan } from "../settlement/helpers.js";
 import { runCli } from "./helpers.js";
@@ -64,6 +66,28 @@ describe("operator endpoints [postgres]", function () {
     const run = await runCli(["serve"], { OPERATOR_HOST: "0.0.0.0", PORT: "0", OPERATOR_PORT: "0" });
     expect(run.code, run.stderr).to.equal(2);
     expect(run.stderr).to.include("OPERATOR_HOST=0.0.0.0 is reachable from other machines, so the operator endpoints need a token: set OPERATOR_TOKEN");
+  });
+
+  it("answers 503 with the reason as JSON, not a stack trace, when the chain does not answer", async () => {
+    let down = false;
+    const node = await serveProvider({
+      request: (args) => (down ? Promise.reject(Object.assign(new Error("the node is down"), { code: -32603 })) : chain.connection.provider.request(args as never)),
+    });
+    try {
+      const publicClient = createPublicClient({ transport: http(node.url, { retryCount: 0 }) }) as PublicClient;
+      const test = await startTestPaychan(chain, database.url, { publicClient });
+      opened.push(test);
+      const listener = await listen(createOperatorEndpoints(test.paychan), { host: "127.0.0.1", port: 0, portVariable: "OPERATOR_PORT" });
+      listeners.push(listener);
+      down = true;
+      const response = await fetch(`${listener.url}/reconcile`);
+      expect(response.status).to.equal(503);
+      const body = (await response.json()) as { error: string; message: string };
+      expect(body.error).to.equal("unavailable");
+      expect(body.message).to.include("the node is down").and.not.to.match(/\n\s+at /);
+    } finally {
+      await node.close();
+    }
   });
 
   it("knows loopback addresses from the others", () => {

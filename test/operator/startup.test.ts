@@ -9,6 +9,7 @@ import { getAddress, toHex, type PublicClient } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { StartupError, loadConfig } from "../../src/config.js";
 import { startPaychan } from "../../src/server.js";
+import { createPostgresDatabase } from "../ledger/helpers.js";
 import { deployEscrow, type EscrowFixture } from "../helpers/escrow.js";
 import { serveProvider, type RpcServer } from "../helpers/rpcServer.js";
 import { Cli, runCli } from "./helpers.js";
@@ -72,7 +73,8 @@ describe("start-up and its failures, in the CLI's own process", function () {
   after(async () => rpc.close());
 
   it("serves the gateway and, on a listener of its own, the operator endpoints; answers an oversized header 400 header_too_large; stops on SIGINT with 0", async () => {
-    const serve = new Cli(["serve"], { ...env, PORT: "0" });
+    const database = await createPostgresDatabase();
+    const serve = new Cli(["serve"], { ...env, PORT: "0", DATABASE_URL: database.url });
     try {
       const [, gateway] = await serve.waitFor(/paychan gateway on (http:\/\/\S+):/);
       const [, operator] = await serve.waitFor(/operator endpoints on (http:\/\/\S+):/);
@@ -88,6 +90,7 @@ describe("start-up and its failures, in the CLI's own process", function () {
       expect((await fetch(`${gateway}/api/quote`)).status, "the server still serves").to.equal(402);
     } finally {
       const run = await serve.stop("SIGINT");
+      await database.drop();
       expect(run.code, run.stderr).to.equal(0);
     }
   });
