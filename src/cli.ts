@@ -65,8 +65,8 @@ program
     const parsed = configSchema.safeParse(Object.fromEntries(Object.entries(process.env).filter(([, v]) => v !== undefined && v !== "")));
     for (const v of configVariables()) {
       const raw = process.env[v.name];
-      const value = raw === undefined || raw === "" ? "(not set)" : showValue(v.name, raw);
-      console.log(`${v.name}=${v.secret ? (raw ? "(set)" : "(not set)") : value}${v.default === undefined ? "" : `  [default ${showValue(v.name, v.default)}]`}`);
+      const value = raw ? showValue(v.name, raw) : "(not set)";
+      console.log(`${v.name}=${value}${v.default === undefined ? "" : `  [default ${showValue(v.name, v.default)}]`}`);
       console.log(`    ${v.description}`);
     }
     if (!parsed.success) {
