@@ -1,5 +1,7 @@
-// Configuration, parsed once with zod from the environment (or any record of strings). Secrets such as
-// SETTLER_PRIVATE_KEY are read here and nowhere else, and `describeConfig` never prints them.
+// Configuration, parsed once with zod from the environment (or any record of strings). Each variable's
+// meaning lives in the schema (`.describe`), so `paychan config` and `paychan --help` list them from
+// here and cannot drift. Secrets (marked `secret` in the schema) are read here and nowhere else, and
+// are only ever shown as set or not set.
 import { getAddress, isAddress, isHex, zeroAddress, type Address, type Hex } from "viem";
 import { z } from "zod";
 
@@ -16,49 +18,73 @@ const amount = z
   .regex(/^[0-9]+$/, "must be a whole number of base units")
   .transform((s) => BigInt(s));
 const seconds = z.coerce.number().int().min(0);
+const milliseconds = z.coerce.number().int().min(1);
+const port = z.coerce.number().int().min(0).max(65535);
+const secret = <T extends z.ZodType>(schema: T, description: string) => schema.meta({ description, secret: true });
 
 export const configSchema = z.object({
-  /** postgres://… for Postgres; pglite:<dir> for embedded on disk; empty for embedded in memory. */
-  DATABASE_URL: z.string().default("pglite:memory"),
-  /** JSON-RPC endpoint of the chain (e.g. `npx hardhat node` at http://127.0.0.1:8545). */
-  RPC_URL: z.string().url().default("http://127.0.0.1:8545"),
-  ESCROW_ADDRESS: address.optional(),
-  /** The seller's address: vouchers pay it. */
-  PAYEE_ADDRESS: address.optional(),
-  /** zero address for native ETH, else the ERC-20 charged. */
-  ASSET: address.default(zeroAddress),
-  PORT: z.coerce.number().int().min(0).max(65535).default(4021),
-  /** Price of the sample route of `paychan serve`, in base units. */
-  PRICE: amount.default(1_000_000_000_000n),
-  MIN_WITHDRAW_DELAY: seconds.default(86_400),
-  CLOSING_MARGIN_SECONDS: seconds.default(3_600),
-  /** The key the settlement worker sends claims with (the payee, or an operator it authorized). */
-  SETTLER_PRIVATE_KEY: privateKey.optional(),
-  SETTLE_INTERVAL_SECONDS: seconds.default(3_600),
-  SETTLE_THRESHOLD: amount.default(0n),
-  /** Claim once a channel's unclaimed value exceeds this many times the gas it costs to claim it. */
-  SETTLE_GAS_MULTIPLIER: z.coerce.number().int().min(1).default(10),
-  /** Claim a withdrawing channel at the latest this long before its deadline. */
-  WATCHTOWER_MARGIN_SECONDS: seconds.default(1_800),
-  CONFIRMATIONS: z.coerce.number().int().min(0).default(2),
-  POLL_INTERVAL_MS: z.coerce.number().int().min(50).default(2_000),
-  /** Channels per claimBatch transaction. */
-  SETTLE_BATCH_SIZE: z.coerce.number().int().min(1).max(500).default(100),
-  /** Re-sign a claim not mined after this long, same nonce, fees +12.5%. */
-  FEE_BUMP_AFTER_SECONDS: seconds.default(60),
-  /** The block the chain watcher starts from: the escrow's deployment block (`paychan deploy` prints it). */
+  DATABASE_URL: z
+    .string()
+    .default("pglite:memory")
+    .describe("postgres://… for Postgres; pglite:<dir> for the embedded database on disk (one process at a time); pglite:memory vanishes on exit"),
+  DATABASE_CONNECT_TIMEOUT_MS: milliseconds.default(10_000).describe("give up connecting to Postgres after this long"),
+  RPC_URL: z.string().url().default("http://127.0.0.1:8545").describe("JSON-RPC endpoint of the chain"),
+  RPC_TIMEOUT_MS: milliseconds.default(10_000).describe("give up on a JSON-RPC request after this long"),
+  ESCROW_ADDRESS: address.optional().describe("the PaychanEscrow contract (`paychan deploy` prints it); required"),
+  PAYEE_ADDRESS: address.optional().describe("the seller's address that vouchers pay; required"),
+  ASSET: address.default(zeroAddress).describe("the ERC-20 charged, or the zero address for the chain's native coin"),
+  PORT: port.default(4021).describe("the public gateway's port (`paychan serve`); 0 picks a free one"),
+  PRICE: amount.default(1_000_000_000_000n).describe("price of the sample route GET /api/quote of `paychan serve`, in base units"),
+  MIN_WITHDRAW_DELAY: seconds.default(86_400).describe("refuse channels whose payer can withdraw sooner than this (seconds)"),
+  CLOSING_MARGIN_SECONDS: seconds.default(3_600).describe("stop accepting vouchers on a withdrawing channel this long before its deadline"),
+  OPERATOR_HOST: z.string().min(1).default("127.0.0.1").describe("bind address of the operator endpoints (GET /reconcile); beyond loopback OPERATOR_TOKEN is required"),
+  OPERATOR_PORT: port.default(4022).describe("port of the operator endpoints; 0 picks a free one"),
+  OPERATOR_TOKEN: secret(
+    z.string().min(16, "must be at least 16 characters").optional(),
+    "bearer token the operator endpoints require (Authorization: Bearer …); at least 16 characters",
+  ),
+  SETTLER_PRIVATE_KEY: secret(
+    privateKey.optional(),
+    "the key that sends claims (the payee's, or an operator the payee approved with `paychan set-operator`) and pays for `paychan deploy`",
+  ),
+  PAYEE_PRIVATE_KEY: secret(privateKey.optional(), "the payee's own key, only for `paychan set-operator` (approving a settlement key)"),
+  SETTLE_INTERVAL_SECONDS: seconds.default(3_600).describe("claim everything unclaimed this often; 0 turns the schedule off"),
+  SETTLE_THRESHOLD: amount.default(0n).describe("claim a channel once its unclaimed value reaches this (base units); 0 turns it off"),
+  SETTLE_GAS_MULTIPLIER: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(10)
+    .describe("claim a native-coin channel once its unclaimed value exceeds this many times the gas to claim it"),
+  WATCHTOWER_MARGIN_SECONDS: seconds.default(1_800).describe("claim a withdrawing channel at the latest this long before its deadline"),
+  CONFIRMATIONS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .optional()
+    .describe("blocks on top before an event or a claim counts; unset: 0 on a dev chain (chain id 31337 or 1337, which mines only on demand), else 2"),
+  POLL_INTERVAL_MS: z.coerce.number().int().min(50).default(2_000).describe("how often `work` reads the chain and runs a settlement round"),
+  HEARTBEAT_SECONDS: seconds.default(60).describe("how often `work` prints a status line (head, mirrored block, pending claims); 0 turns it off"),
+  SETTLE_BATCH_SIZE: z.coerce.number().int().min(1).max(500).default(100).describe("channels per claimBatch transaction"),
+  FEE_BUMP_AFTER_SECONDS: seconds.default(60).describe("re-sign a claim not mined after this long, same nonce, fees +12.5%"),
   WATCH_FROM_BLOCK: z
     .string()
     .regex(/^[0-9]+$/, "must be a block number")
     .transform((s) => BigInt(s))
-    .default(0n),
-  /** Blocks per eth_getLogs request; many providers cap the range. */
-  LOG_BLOCK_RANGE: z.coerce.number().int().min(1).default(2_000),
+    .default(0n)
+    .describe("the block the chain watcher starts from: the escrow's deployment block (`paychan deploy` prints it)"),
+  LOG_BLOCK_RANGE: z.coerce.number().int().min(1).default(2_000).describe("blocks per eth_getLogs request; many providers cap the range"),
 });
 
 export type Config = z.output<typeof configSchema>;
+export type ConfigKey = keyof Config;
 
+/** The configuration is invalid or incomplete: the operator fixes a variable (the CLI exits 2). */
 export class ConfigError extends Error {}
+
+/** paychan cannot start with this configuration and these surroundings (a database or chain that does
+ * not answer, an escrow that is not one, a port in use): the message names what to check. */
+export class StartupError extends Error {}
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
@@ -70,16 +96,65 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return parsed.data;
 }
 
-/** The configuration as an operator may see it: secrets replaced by whether they are set. */
-export function describeConfig(config: Config): Record<string, string> {
-  return Object.fromEntries(
-    Object.entries(config).map(([key, value]) => [
-      key,
-      key.endsWith("PRIVATE_KEY") ? (value ? "(set)" : "(not set)") : key === "DATABASE_URL" ? redactUrl(String(value)) : String(value ?? ""),
-    ]),
-  );
+export type Variable = { name: ConfigKey; description: string; secret: boolean; default: string | undefined };
+
+/** Every variable the schema knows, with its meaning and its default, in the schema's order. */
+export function configVariables(): Variable[] {
+  const defaults: Partial<Config> = configSchema.parse({});
+  return Object.entries(configSchema.shape).map(([name, field]) => {
+    const meta = (z.globalRegistry.get(field) ?? {}) as { description?: string; secret?: boolean };
+    const value = defaults[name as ConfigKey];
+    return { name: name as ConfigKey, description: meta.description ?? "", secret: meta.secret === true, default: value === undefined ? undefined : String(value) };
+  });
 }
 
-function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:/@]+):[^@]+@/, "//$1:***@");
+const secrets = new Set(configVariables().filter((v) => v.secret).map((v) => v.name));
+
+/** One variable's value as an operator may see it: secrets as set / not set, URLs without credentials. */
+export function showValue(name: ConfigKey, value: unknown): string {
+  if (secrets.has(name)) return value ? "(set)" : "(not set)";
+  if (value === undefined) return "";
+  return name.endsWith("_URL") ? redactUrl(String(value)) : String(value);
+}
+
+/** The configuration as an operator may see it: secrets replaced by whether they are set. */
+export function describeConfig(config: Config): Record<string, string> {
+  return Object.fromEntries(Object.keys(configSchema.shape).map((key) => [key, showValue(key as ConfigKey, config[key as ConfigKey])]));
+}
+
+/**
+ * A URL fit for a log line or an error message: no password, no query values, and no path segment of
+ * a web URL that looks like an API key (providers put keys there: https://…/v2/<key>).
+ */
+export function redactUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return url.replace(/\/\/([^:/@]+):[^@]*@/, "//$1:***@");
+  }
+  // A web URL's path may hold a key; a database URL's path is the database's name.
+  const web = /^(http|ws)s?:$/.test(parsed.protocol);
+  const path = web
+    ? parsed.pathname
+        .split("/")
+        .map((segment) => (/^[A-Za-z0-9_-]{20,}$/.test(segment) ? "***" : segment))
+        .join("/")
+    : parsed.pathname;
+  if (!parsed.password && path === parsed.pathname && parsed.search === "") return url;
+  if (parsed.password) parsed.password = "***";
+  parsed.pathname = path;
+  for (const key of [...parsed.searchParams.keys()]) parsed.searchParams.set(key, "***");
+  return parsed.toString().replace(/%2A%2A%2A/g, "***");
+}
+
+/** Chain ids of local development nodes (Hardhat, Anvil: 31337; Ganache, geth --dev: 1337): they mine
+ * a block only when a transaction arrives, so waiting for confirmations there waits forever. */
+export function isDevChain(chainId: number): boolean {
+  return chainId === 31337 || chainId === 1337;
+}
+
+/** CONFIRMATIONS as configured, or the default for this chain: 0 on a dev chain, 2 elsewhere. */
+export function confirmationsFor(config: Config, chainId: number): number {
+  return config.CONFIRMATIONS ?? (isDevChain(chainId) ? 0 : 2);
 }

@@ -2,16 +2,17 @@
 // settlement (watcher, settlement worker, transaction manager) over the same pieces. The CLI, the demo
 // and the tests all assemble paychan through here.
 import express, { type Express, type RequestHandler } from "express";
-import { createPublicClient, http, type LocalAccount, type PublicClient } from "viem";
+import { BaseError, HttpRequestError, TimeoutError, createPublicClient, http, type Hex, type LocalAccount, type PublicClient } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { ChainChannelReader } from "./chain/ChainChannelReader.js";
 import { ChainWatcher, type SyncReport } from "./chain/ChainWatcher.js";
 import { escrowChainView } from "./chain/escrowState.js";
 import { PollingLoop } from "./chain/PollingLoop.js";
-import { SettlementWorker, recordSettlementReceipt, type SettlementRound } from "./chain/SettlementWorker.js";
+import { SettlementWorker, recordSettlementReceipt, type SettlementRound, type Unprofitable } from "./chain/SettlementWorker.js";
 import type { SettlementPolicy } from "./chain/settlementPolicy.js";
 import { TxManager, messageOf, type TxEvent, type TxManagerOptions } from "./chain/TxManager.js";
-import { ConfigError, type Config } from "./config.js";
+import { verifyEscrow } from "./chain/verifyEscrow.js";
+import { ConfigError, StartupError, confirmationsFor, isDevChain, redactUrl, type Config } from "./config.js";
 import { PaymentGateway } from "./gateway/PaymentGateway.js";
 import { paywall, type RouteSpec } from "./gateway/paywall.js";
 import type { MirrorScope } from "./ledger/chainMirror.js";
@@ -19,23 +20,38 @@ import { openDatabase, type Database } from "./ledger/db.js";
 import { bookAccepted } from "./ledger/booking.js";
 import { LedgerPaymentStore } from "./ledger/LedgerPaymentStore.js";
 import { reconcile, type ReconcileReport } from "./ledger/reconcile.js";
-import type { DecidedBatch } from "./ledger/settlementStore.js";
+import { toBigInt } from "./ledger/amount.js";
+import { batchIdOf, claimCandidates, type DecidedBatch } from "./ledger/settlementStore.js";
+import { QuietLog } from "./ops/log.js";
+import { answerFailures, createOperatorApp } from "./ops/operatorApp.js";
 
 export type Paychan = {
+  /** The configuration, CONFIRMATIONS resolved for the chain. */
   config: Config;
   db: Database;
   publicClient: PublicClient;
   gateway: PaymentGateway;
+  /** Blocks on top before an event or a claim counts: CONFIRMATIONS, or the chain's default. */
+  confirmations: number;
   close(): Promise<void>;
 };
 
-/** Opens the database (migrating it) and builds the gateway. `publicClient` defaults to RPC_URL. */
+/** A client for RPC_URL whose every request gives up after RPC_TIMEOUT_MS (viem retries 3 times). */
+export function createRpcClient(config: Config, { retryCount }: { retryCount?: number } = {}): PublicClient {
+  return createPublicClient({ transport: http(config.RPC_URL, { timeout: config.RPC_TIMEOUT_MS, retryCount }) }) as PublicClient;
+}
+
+/**
+ * Checks the chain (answers within RPC_TIMEOUT_MS, holds a PaychanEscrow at ESCROW_ADDRESS), opens
+ * the database (migrating it) and builds the gateway. `publicClient` defaults to RPC_URL.
+ */
 export async function startPaychan(config: Config, options: { publicClient?: PublicClient } = {}): Promise<Paychan> {
   if (!config.ESCROW_ADDRESS) throw new ConfigError("ESCROW_ADDRESS is not set: deploy the escrow first (paychan deploy).");
   if (!config.PAYEE_ADDRESS) throw new ConfigError("PAYEE_ADDRESS is not set: the address vouchers pay.");
-  const publicClient = options.publicClient ?? (createPublicClient({ transport: http(config.RPC_URL) }) as PublicClient);
-  const chainId = await publicClient.getChainId();
-  const db = await openDatabase({ url: config.DATABASE_URL });
+  const publicClient = options.publicClient ?? createRpcClient(config);
+  const chainId = await checkChain(config, options.publicClient);
+  const confirmations = confirmationsFor(config, chainId);
+  const db = await openDatabase({ url: config.DATABASE_URL, connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS });
   // Vouchers a previous process accepted but did not live to book.
   await bookAccepted(db.sql);
   const store = new LedgerPaymentStore(db, { onBookingError: (error) => console.error(`paychan: booking accepted vouchers failed, retrying: ${String(error)}`) });
@@ -50,15 +66,60 @@ export async function startPaychan(config: Config, options: { publicClient?: Pub
     closingMarginSeconds: config.CLOSING_MARGIN_SECONDS,
   });
   return {
-    config,
+    config: { ...config, CONFIRMATIONS: confirmations },
     db,
     publicClient,
     gateway,
+    confirmations,
     async close() {
       await store.close();
       await db.close();
     },
   };
+}
+
+/**
+ * The chain id at RPC_URL, after checking that ESCROW_ADDRESS holds a PaychanEscrow there. Each
+ * request is tried once, not viem's four times: a chain that is down is reported within
+ * RPC_TIMEOUT_MS, as a StartupError naming RPC_URL (without credentials).
+ */
+export async function checkChain(config: Config, client: PublicClient = createRpcClient(config, { retryCount: 0 })): Promise<number> {
+  const chainId = await client.getChainId().catch((error: unknown) => {
+    throw unreachableChain(config, error);
+  });
+  if (config.ESCROW_ADDRESS) {
+    await verifyEscrow(client, config.ESCROW_ADDRESS, chainId).catch((error: unknown) => {
+      throw error instanceof StartupError ? error : unreachableChain(config, error);
+    });
+  }
+  return chainId;
+}
+
+/** Why the chain at RPC_URL cannot be used, naming the URL (without credentials) and the variable. */
+function unreachableChain(config: Config, error: unknown): StartupError {
+  const where = `the chain at ${redactUrl(config.RPC_URL)} (RPC_URL)`;
+  if (error instanceof BaseError && error.walk((e) => e instanceof TimeoutError)) {
+    return new StartupError(`${where} did not answer within ${config.RPC_TIMEOUT_MS} ms (RPC_TIMEOUT_MS).`);
+  }
+  return new StartupError(`Cannot reach ${where}: ${reasonOf(error)}.`);
+}
+
+const networkErrors: Record<string, string> = {
+  ECONNREFUSED: "connection refused (is the node running?)",
+  ENOTFOUND: "host not found",
+  EAI_AGAIN: "host name lookup failed",
+  ECONNRESET: "connection reset",
+  EHOSTUNREACH: "host unreachable",
+  ETIMEDOUT: "connection timed out",
+};
+
+function reasonOf(error: unknown): string {
+  for (let e: unknown = error; e; e = (e as { cause?: unknown }).cause) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && networkErrors[code]) return networkErrors[code]!;
+    if (e instanceof HttpRequestError && e.status) return `HTTP ${e.status}`;
+  }
+  return messageOf(error);
 }
 
 /** An Express app with the paywall in front of `handlers` (keyed like the routes). */
@@ -70,15 +131,25 @@ export function createApp(
   const app = express();
   app.disable("x-powered-by");
   app.get("/healthz", (_req, res) => res.json({ ok: true }));
-  // The operator's books, unauthenticated: serve it on an internal interface or behind a proxy that checks.
-  app.get("/reconcile", (_req, res, next) => {
-    reconcilePaychan(paychan).then((report) => res.json(report), next);
-  });
   app.use(paywall(paychan.gateway, routes));
   for (const [key, handler] of Object.entries(handlers)) {
     const [method, path] = key.split(/\s+/, 2) as [string, string];
     app[method.toLowerCase() as "get"](path, handler);
   }
+  return app;
+}
+
+/**
+ * The operator's endpoints, for their own listener (OPERATOR_HOST, OPERATOR_PORT), behind
+ * OPERATOR_TOKEN when set: GET /reconcile (the books compared with the chain) and GET /healthz.
+ */
+export function createOperatorEndpoints(paychan: Paychan): Express {
+  const app = createOperatorApp({ host: paychan.config.OPERATOR_HOST, token: paychan.config.OPERATOR_TOKEN });
+  app.get("/healthz", (_req, res) => res.json({ ok: true }));
+  app.get("/reconcile", (_req, res, next) => {
+    reconcilePaychan(paychan).then((report) => res.json(report), next);
+  });
+  app.use(answerFailures);
   return app;
 }
 
@@ -105,19 +176,40 @@ export async function reconcilePaychan(paychan: Paychan): Promise<ReconcileRepor
   return reconcile(paychan.db.prisma, {
     scope,
     chain: escrowChainView(paychan.publicClient, scope.escrow),
-    confirmations: paychan.config.CONFIRMATIONS,
+    confirmations: paychan.confirmations,
   });
 }
 
 export type SettlementOptions = {
   /** The settlement key: the payee or an operator it approved. Defaults to SETTLER_PRIVATE_KEY. */
   account?: LocalAccount;
-  /** Progress and errors of the background loops and of long work, one line each. */
+  /** Progress and errors of the background loops and of long work, one line each, none repeated. */
   log?: (line: string) => void;
   faults?: TxManagerOptions["faults"];
 };
 
-export type SettleNowReport = { decided: DecidedBatch[]; transactions: TxEvent[]; synced: SyncReport[] };
+export type SettleNowReport = {
+  decided: DecidedBatch[];
+  transactions: TxEvent[];
+  synced: SyncReport[];
+  /** What the escrow did with each decided claim: claimed (with the amount), or skipped and why. */
+  claimed: { channelId: Hex; amount: bigint }[];
+  skipped: { channelId: Hex; reason: string }[];
+  /** Channels left out because their claim would cost more gas than it pays (`onlyProfitable`). */
+  unprofitable: Unprofitable[];
+};
+
+/** What `work` reports in its heartbeat. */
+export type SettlementStatus = {
+  head: bigint;
+  /** The newest block mirrored into the ledger. */
+  mirrored: bigint;
+  /** Claim transactions queued or waiting to be final. */
+  inFlight: number;
+  /** Channels with accepted vouchers not yet claimed nor in flight, and what they hold. */
+  unclaimedChannels: number;
+  unclaimed: bigint;
+};
 
 export type Settlement = {
   watcher: ChainWatcher;
@@ -125,28 +217,34 @@ export type Settlement = {
   txManager: TxManager;
   /** Mirrors the confirmed blocks, then one settlement round by the policy (decide, send, follow). */
   runOnce(): Promise<{ sync: SyncReport; round: SettlementRound }>;
-  /** Claims every accepted voucher now, whatever the policy, and waits until each claim is final and
-   * mirrored in the ledger (on an automining dev chain, run with CONFIRMATIONS=0). */
-  settleNow(options?: { timeoutMs?: number }): Promise<SettleNowReport>;
-  /** Starts the watcher and settlement loops (every POLL_INTERVAL_MS); a withdrawal wakes the settler. */
+  /**
+   * Claims every accepted voucher now, whatever the policy — with `onlyProfitable`, only those whose
+   * value covers their gas — and waits until each claim is final and mirrored in the ledger. On a dev
+   * chain that mines only on demand with CONFIRMATIONS above 0 it fails at once, saying so.
+   */
+  settleNow(options?: { timeoutMs?: number; onlyProfitable?: boolean }): Promise<SettleNowReport>;
+  /** Starts the watcher and settlement loops (every POLL_INTERVAL_MS); a withdrawal wakes the settler.
+   * With a log, a heartbeat line every HEARTBEAT_SECONDS. */
   start(): void;
   stop(): Promise<void>;
+  status(): Promise<SettlementStatus>;
 };
 
 const BOOKING_SWEEP_MS = 60_000;
 
 export function createSettlement(paychan: Paychan, options: SettlementOptions = {}): Settlement {
-  const { config, db, publicClient: client } = paychan;
+  const { config, db, publicClient: client, confirmations } = paychan;
   const account = options.account ?? (config.SETTLER_PRIVATE_KEY && privateKeyToAccount(config.SETTLER_PRIVATE_KEY));
   if (!account) throw new ConfigError("SETTLER_PRIVATE_KEY is not set: the key that sends claims (the payee, or an operator it approved).");
   const log = options.log ?? (() => {});
+  const quiet = new QuietLog(log);
   const scope = scopeOf(paychan);
   const txManager = new TxManager({
     prisma: db.prisma,
     client,
     account,
     chainId: scope.chainId,
-    confirmations: config.CONFIRMATIONS,
+    confirmations,
     bumpAfterSeconds: config.FEE_BUMP_AFTER_SECONDS,
     onFinal: recordSettlementReceipt,
     faults: options.faults,
@@ -154,6 +252,12 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
   const worker = new SettlementWorker({ prisma: db.prisma, client, txManager, scope, policy: policyOf(config) });
   // Books what gateways accepted and did not live to book (they book their own within a second).
   let sweptAt = 0;
+  const report = (e: TxEvent) => {
+    const line = describeTxEvent(e, confirmations);
+    const topic = `tx:${e.chainTxId}`;
+    if (line) quiet.say(topic, line);
+    if (e.action === "confirmed" || e.action === "failed") quiet.end(topic);
+  };
   const settleLoop = new PollingLoop(
     async () => {
       if (Date.now() - sweptAt >= BOOKING_SWEEP_MS) {
@@ -163,74 +267,183 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
         for (const f of failed) log(`cannot book the accepted vouchers of channel ${f.channelId}: ${f.reason} (reconcile names it)`);
       }
       const round = await worker.settleOnce();
+      quiet.end("settlement", "settlement: working again");
       for (const batch of round.decided) log(`decided a ${batch.trigger} batch of ${batch.items.length} channels claiming ${batch.total}`);
-      for (const e of round.transactions) if (e.action !== "waiting") log(`claim transaction ${e.hash ?? e.chainTxId}: ${e.action}${e.detail ? ` (${e.detail})` : ""}`);
+      round.transactions.forEach(report);
     },
     config.POLL_INTERVAL_MS,
-    (error) => log(`settlement: ${messageOf(error)}`),
+    (error) => quiet.say("settlement", `settlement: ${messageOf(error)}`),
   );
+  let catchingUp = false;
+  let progressAt = 0;
   const watcher = new ChainWatcher({
     prisma: db.prisma,
     client,
     scope,
-    confirmations: config.CONFIRMATIONS,
+    confirmations,
     fromBlock: config.WATCH_FROM_BLOCK,
     blockRange: BigInt(config.LOG_BLOCK_RANGE),
     onWithdrawalRequested: (ids) => {
       log(`withdrawal started on ${ids.length} channel(s): claiming them now`);
       settleLoop.wake();
     },
-    onProgress: ({ to, target, events }) => {
-      if (target - to > 0n || events > 0) log(`mirrored blocks up to ${to} of ${target} (${events} events)`);
+    onProgress: ({ from, to, target, events }) => {
+      if (to < target) {
+        // A long catch-up says how far it is, every few seconds rather than every range.
+        if (!catchingUp || Date.now() - progressAt >= 5_000) {
+          log(`catching up: mirrored to block ${to} of ${target} (${percent(to - config.WATCH_FROM_BLOCK, target - config.WATCH_FROM_BLOCK)}%)`);
+          progressAt = Date.now();
+        }
+        catchingUp = true;
+      } else if (catchingUp) {
+        log(`caught up at block ${to}`);
+        catchingUp = false;
+      }
+      if (events > 0) log(`mirrored ${events} escrow event(s) from blocks ${from}–${to}`);
     },
   });
   const watchLoop = new PollingLoop(
     async () => {
-      const report = await watcher.syncOnce();
-      if (report.reorg) log(`reorg: rewound from block ${report.reorg.from} to ${report.reorg.to}, reversed ${report.reorg.reversedEntries} entries`);
+      const sync = await watcher.syncOnce();
+      quiet.end("watcher", "watcher: working again");
+      if (sync.reorg) log(`reorg: rewound from block ${sync.reorg.from} to ${sync.reorg.to}, reversed ${sync.reorg.reversedEntries} entries`);
     },
     config.POLL_INTERVAL_MS,
-    (error) => log(`watcher: ${messageOf(error)}`),
+    (error) => quiet.say("watcher", `watcher: ${messageOf(error)}`),
+  );
+
+  const status = async (): Promise<SettlementStatus> => {
+    const [head, cursor, inFlight, candidates] = await Promise.all([
+      client.getBlockNumber({ cacheTime: 0 }),
+      watcher.cursor(),
+      txManager.inFlight(),
+      claimCandidates(db.prisma, scope),
+    ]);
+    const waiting = candidates.filter((c) => c.unclaimed > 0n);
+    return { head, mirrored: cursor.blockNumber, inFlight, unclaimedChannels: waiting.length, unclaimed: waiting.reduce((sum, c) => sum + c.unclaimed, 0n) };
+  };
+  let lastHead: bigint | undefined;
+  const heartbeatLoop = new PollingLoop(
+    async () => {
+      const now = await status();
+      log(
+        `heartbeat: head ${now.head}, mirrored to block ${now.mirrored} (CONFIRMATIONS=${confirmations}), ${now.inFlight} claim transaction(s) in flight, ` +
+          `${now.unclaimedChannels} channel(s) with ${now.unclaimed} accepted and not yet claimed`,
+      );
+      const waitingForBlocks = confirmations > 0 && (now.inFlight > 0 || now.mirrored < now.head);
+      if (now.head === lastHead && waitingForBlocks) {
+        quiet.say("stall", `the chain made no new block since the last heartbeat: ${stalledChainAdvice(scope.chainId, confirmations)}`);
+      } else if (now.head !== lastHead) quiet.end("stall");
+      lastHead = now.head;
+    },
+    config.HEARTBEAT_SECONDS * 1000,
+    (error) => quiet.say("heartbeat", `heartbeat: ${messageOf(error)}`),
   );
 
   return {
     watcher,
     worker,
     txManager,
+    status,
     async runOnce() {
       const sync = await watcher.syncOnce();
       const round = await worker.settleOnce();
       return { sync, round };
     },
-    async settleNow({ timeoutMs = 120_000 } = {}) {
+    async settleNow({ timeoutMs = 120_000, onlyProfitable = false } = {}) {
       const deadline = Date.now() + timeoutMs;
       const synced = [await watcher.syncOnce()];
-      const decided = await worker.decide({ manual: true });
-      for (const batch of decided) log(`batch of ${batch.items.length} channels claiming ${batch.total}`);
+      const unprofitable = onlyProfitable ? await worker.unprofitable() : [];
+      const decided = await worker.decide({ manual: true, exclude: new Set(unprofitable.map((u) => u.candidate.channelId)) });
+      for (const batch of decided) log(`claiming ${batch.items.length} channel(s) worth ${batch.total} in one transaction`);
       const transactions: TxEvent[] = [];
       let landedAt = -1n;
+      let lastHead: bigint | undefined;
+      let stalledRounds = 0;
       for (;;) {
         const events = await txManager.process();
         transactions.push(...events);
         for (const e of events) {
-          if (e.action !== "waiting") log(`claim transaction ${e.hash ?? e.chainTxId}: ${e.action}${e.detail ? ` (${e.detail})` : ""}`);
+          report(e);
           if ((e.action === "confirmed" || e.action === "failed") && e.blockNumber !== undefined && e.blockNumber > landedAt) landedAt = e.blockNumber;
         }
         const sync = await watcher.syncOnce();
         synced.push(sync);
-        if ((await txManager.inFlight()) === 0 && sync.to >= landedAt) break;
-        if (Date.now() > deadline) throw new Error(`settle-now timed out after ${timeoutMs} ms with claims still in flight (waiting for ${config.CONFIRMATIONS} confirmations?).`);
+        const inFlight = await txManager.inFlight();
+        if (inFlight === 0 && sync.to >= landedAt) break;
+        const head = sync.target + BigInt(confirmations);
+        quiet.say("settle-now", `waiting: ${inFlight} claim transaction(s) in flight; head ${head}, mirrored to block ${sync.to}`);
+        stalledRounds = head === lastHead ? stalledRounds + 1 : 0;
+        lastHead = head;
+        // A dev chain makes a block only when a transaction arrives: the confirmations never come.
+        if (confirmations > 0 && stalledRounds >= 3 && isDevChain(scope.chainId)) {
+          throw new StartupError(`settle-now cannot finish: ${stalledChainAdvice(scope.chainId, confirmations)}`);
+        }
+        if (Date.now() > deadline) {
+          const hint = stalledRounds > 0 && confirmations > 0 ? ` No new block for a while: ${stalledChainAdvice(scope.chainId, confirmations)}` : "";
+          throw new Error(`settle-now timed out after ${timeoutMs} ms with ${inFlight} claim transaction(s) still in flight.${hint}`);
+        }
         await new Promise((resolve) => setTimeout(resolve, Math.min(config.POLL_INTERVAL_MS, 1_000)));
       }
-      return { decided, transactions, synced };
+      quiet.end("settle-now");
+      // The batches decided now and any decided earlier whose transactions became final meanwhile.
+      const batchIds = new Set(decided.map((b) => b.batchId));
+      for (const e of transactions) if (e.action === "confirmed" || e.action === "failed") batchIds.add(batchIdOf(e.purpose) ?? "");
+      batchIds.delete("");
+      return { decided, transactions, synced, unprofitable, ...(await outcomesOf(paychan, [...batchIds])) };
     },
     start() {
       watchLoop.start();
       settleLoop.start();
+      if (options.log && config.HEARTBEAT_SECONDS > 0) heartbeatLoop.start();
     },
     async stop() {
-      await Promise.all([watchLoop.stop(), settleLoop.stop()]);
+      await Promise.all([watchLoop.stop(), settleLoop.stop(), heartbeatLoop.stop()]);
     },
+  };
+}
+
+/** One line for what happened to a claim transaction; nothing for a transaction still waiting. */
+function describeTxEvent(e: TxEvent, confirmations: number): string | undefined {
+  const name = `claim transaction ${e.hash ?? e.chainTxId}`;
+  const refusal = e.detail ? ` (the node said: ${e.detail})` : "";
+  switch (e.action) {
+    case "waiting":
+      return undefined;
+    case "sent":
+      return `${name} sent with nonce ${e.nonce}${refusal}`;
+    case "rebroadcast":
+      return `${name} rebroadcast: the node had lost it${refusal}`;
+    case "bumped":
+      return `${name} replaces a claim not mined in time, fees +12.5%${refusal}`;
+    case "mined":
+      return `${name} mined in block ${e.blockNumber}; waiting for ${confirmations} confirmation(s)`;
+    case "confirmed":
+      return `${name} in block ${e.blockNumber}: ${e.detail ?? "confirmed"}`;
+    case "failed":
+      return `${name} failed: ${e.detail ?? "reverted"}`;
+    case "error":
+      return `${name}: ${e.detail}`;
+  }
+}
+
+function stalledChainAdvice(chainId: number, confirmations: number): string {
+  const kind = isDevChain(chainId) ? `chain ${chainId} is a development chain that makes a block only when a transaction arrives` : `chain ${chainId} is not making blocks`;
+  return `${kind}, so the ${confirmations} confirmation(s) claims and events wait for (CONFIRMATIONS=${confirmations}) do not come. Set CONFIRMATIONS=0 on a dev chain (its default there), or make it mine blocks.`;
+}
+
+function percent(done: bigint, total: bigint): string {
+  return total <= 0n ? "100" : ((done * 100n) / total).toString();
+}
+
+/** What the escrow did with the claims of these batches, from the outcomes their final receipts recorded. */
+async function outcomesOf(paychan: Paychan, batchIds: string[]): Promise<Pick<SettleNowReport, "claimed" | "skipped">> {
+  const items = await paychan.db.prisma.settlementItem.findMany({ where: { batchId: { in: batchIds } }, orderBy: { channelId: "asc" } });
+  return {
+    claimed: items
+      .filter((i) => i.outcome === "CLAIMED")
+      .map((i) => ({ channelId: i.channelId as Hex, amount: toBigInt(i.cumulativeAmount) - toBigInt(i.claimedBefore) })),
+    skipped: items.filter((i) => i.outcome === "SKIPPED").map((i) => ({ channelId: i.channelId as Hex, reason: i.skipReason ?? "unknown" })),
   };
 }
 

@@ -50,8 +50,9 @@ export type TxManagerOptions = {
   /** Re-sign a transaction with higher fees when it is not mined after this long and the market's
    * fees have risen past its own (default 60). */
   bumpAfterSeconds?: number;
-  /** Runs in the database transaction that records a final receipt. */
-  onFinal?: (tx: Tx, final: FinalTx) => Promise<void>;
+  /** Runs in the database transaction that records a final receipt; what it returns becomes the
+   * event's detail (settlement says what the escrow did with each claim). */
+  onFinal?: (tx: Tx, final: FinalTx) => Promise<string | void>;
   /** Seams for crash tests: a throw here stops the pass exactly at that point. */
   faults?: { beforeBroadcast?(hash: Hex): void | Promise<void>; afterBroadcast?(hash: Hex): void | Promise<void> };
 };
@@ -145,8 +146,18 @@ export class TxManager {
         success: receipt.status === "success",
       };
       const onFinal = this.options.onFinal;
-      await finalizeTx(prisma, this.sender, tx.id, final, onFinal && ((dbTx) => onFinal(dbTx, { chainTxId: tx.id, purpose: tx.purpose, receipt })));
-      return { ...landed, action: final.success ? "confirmed" : "failed", detail: final.success ? undefined : "reverted" };
+      let outcome: string | undefined;
+      await finalizeTx(
+        prisma,
+        this.sender,
+        tx.id,
+        final,
+        onFinal &&
+          (async (dbTx) => {
+            outcome = (await onFinal(dbTx, { chainTxId: tx.id, purpose: tx.purpose, receipt })) ?? undefined;
+          }),
+      );
+      return { ...landed, action: final.success ? "confirmed" : "failed", detail: final.success ? outcome : "reverted" };
     }
     if (chainNonce > nonce) {
       const detail = `nonce ${nonce} was used by a transaction that is none of ours`;
@@ -240,7 +251,11 @@ function max(...values: bigint[]): bigint {
   return values.reduce((a, b) => (a > b ? a : b));
 }
 
+/** An error in one line: viem's short message, with the node's own words when it gave any. */
 export function messageOf(error: unknown): string {
-  if (error instanceof BaseError) return error.shortMessage;
+  if (error instanceof BaseError) {
+    const details = error.details?.trim();
+    return details && !error.shortMessage.includes(details) ? `${error.shortMessage} (${details})` : error.shortMessage;
+  }
   return error instanceof Error ? error.message : String(error);
 }

@@ -1,11 +1,15 @@
 // Opens paychan's database: a real Postgres for production, or PGlite (Postgres compiled to WASM,
 // in-process) for development, demos and tests. Either way the schema is migrated before the client is
 // handed out, and the same Prisma Client and SQL run on both.
+import { mkdirSync, readdirSync, statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { PrismaPg } from "@prisma/adapter-pg";
 import pg from "pg";
 import { PrismaPGlite } from "pglite-prisma-adapter";
+import { redactUrl } from "../config.js";
 import { PrismaClient } from "../generated/prisma/client.js";
+import { lockDirectory } from "./directoryLock.js";
 import { migrate, type MigrationConnection } from "./migrate.js";
 import { pgliteSql, poolSql, type Sql } from "./sql.js";
 
@@ -15,6 +19,9 @@ export type DatabaseConfig = {
    * on disk; absent, or `pglite:memory`, for an in-memory PGlite that vanishes on close.
    */
   url?: string;
+  /** Postgres: give up connecting after this long (default 10 s); a server that accepts the TCP
+   * connection and never answers would otherwise hang the caller for ever. */
+  connectTimeoutMs?: number;
 };
 
 export type Database = {
@@ -27,19 +34,21 @@ export type Database = {
 
 export async function openDatabase(config: DatabaseConfig = {}): Promise<Database> {
   const url = config.url ?? "pglite:memory";
-  if (/^postgres(ql)?:\/\//.test(url)) return openPostgres(url);
+  if (/^postgres(ql)?:\/\//.test(url)) return openPostgres(url, config.connectTimeoutMs ?? 10_000);
   if (url.startsWith("pglite:")) return openPGlite(url.slice("pglite:".length));
   throw new TypeError(`Unsupported database url ${JSON.stringify(url)}: use postgres://… or pglite:<dir>`);
 }
 
-async function openPostgres(connectionString: string): Promise<Database> {
-  const pool = new pg.Pool({ connectionString });
+async function openPostgres(connectionString: string, connectTimeoutMs: number): Promise<Database> {
+  const pool = new pg.Pool({ connectionString, connectionTimeoutMillis: connectTimeoutMs });
   // An idle connection that the server drops (restart, failover, pg_terminate_backend) makes the pool
   // emit 'error', which without a listener kills the process. The pool discards that connection by
   // itself and the next query opens a new one, so there is nothing to do here.
   pool.on("error", () => {});
   try {
-    const client = await pool.connect();
+    const client = await pool.connect().catch((error: unknown) => {
+      throw connectionError(connectionString, connectTimeoutMs, error);
+    });
     try {
       await migrate(pgConnection(client));
     } finally {
@@ -61,8 +70,56 @@ async function openPostgres(connectionString: string): Promise<Database> {
   };
 }
 
+function connectionError(url: string, timeoutMs: number, error: unknown): Error {
+  const reason = error instanceof Error ? error.message : String(error);
+  const where = `Postgres at ${redactUrl(url)} (DATABASE_URL)`;
+  if (/timeout/i.test(reason)) return new Error(`${where} did not answer within ${timeoutMs} ms (DATABASE_CONNECT_TIMEOUT_MS).`, { cause: error });
+  return new Error(`Cannot connect to ${where}: ${reason}`, { cause: error });
+}
+
 async function openPGlite(dir: string): Promise<Database> {
-  const pglite = new PGlite(dir === "memory" || dir === "" ? undefined : dir);
+  if (dir === "memory" || dir === "") return openPGliteAt(undefined, () => {});
+  const directory = resolve(dir);
+  prepareDirectory(directory);
+  const lock = lockDirectory(directory);
+  try {
+    return await openPGliteAt(directory, lock.release);
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
+}
+
+/**
+ * Checks a PGlite directory before PGlite sees it: PGlite reports a path it cannot use (a file, a
+ * device such as /dev/null, a directory of something else) as an unhandled rejection and never settles.
+ */
+function prepareDirectory(directory: string): void {
+  const where = `DATABASE_URL=pglite:${directory}`;
+  let entries: string[] | undefined;
+  try {
+    if (!statSync(directory).isDirectory()) throw new Error(`${where}: ${directory} is not a directory.`);
+    entries = readdirSync(directory);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw asPathError(where, error);
+  }
+  if (entries && entries.length > 0 && !entries.includes("PG_VERSION")) {
+    throw new Error(`${where}: ${directory} is neither empty nor a PGlite database (it has no PG_VERSION).`);
+  }
+  try {
+    mkdirSync(entries ? directory : dirname(directory), { recursive: true });
+  } catch (error) {
+    throw asPathError(where, error);
+  }
+}
+
+function asPathError(where: string, error: unknown): Error {
+  const e = error as NodeJS.ErrnoException;
+  return e.code ? new Error(`${where}: cannot use ${e.path ?? "the directory"} (${e.code}: ${e.message}).`, { cause: error }) : (error as Error);
+}
+
+async function openPGliteAt(directory: string | undefined, release: () => void): Promise<Database> {
+  const pglite = new PGlite(directory);
   try {
     await migrate(pgliteConnection(pglite));
   } catch (error) {
@@ -77,6 +134,7 @@ async function openPGlite(dir: string): Promise<Database> {
     async close() {
       await prisma.$disconnect();
       await pglite.close();
+      release();
     },
   };
 }

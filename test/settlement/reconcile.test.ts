@@ -8,7 +8,7 @@ import * as flows from "../../src/ledger/flows.js";
 import { postEntry } from "../../src/ledger/postings.js";
 import { acceptVouchers } from "../../src/ledger/acceptVouchers.js";
 import type { ReconcileReport } from "../../src/ledger/reconcile.js";
-import { createApp, reconcilePaychan } from "../../src/server.js";
+import { createOperatorEndpoints, reconcilePaychan } from "../../src/server.js";
 import { serveProvider, type RpcServer } from "../helpers/rpcServer.js";
 import { createPostgresDatabase, unique } from "../ledger/helpers.js";
 import { PRICE, deployEscrow, finish, openChannels, pay, startTestPaychan, type EscrowFixture, type TestPaychan } from "./helpers.js";
@@ -94,7 +94,7 @@ describe("reconciliation [postgres]", function () {
       ["VOUCHER_SIGNATURE_INVALID", channels[0]!.id],
     ]);
 
-    const server = createApp(paychan, {}, {}).listen(0, "127.0.0.1");
+    const server = createOperatorEndpoints(paychan).listen(0, "127.0.0.1");
     await new Promise((resolve) => server.once("listening", resolve));
     try {
       const response = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/reconcile`);
