@@ -63,6 +63,12 @@ export const configSchema = z.object({
     .min(0)
     .optional()
     .describe("blocks on top before an event or a claim counts; unset: 0 on a dev chain (chain id 31337 or 1337, which mines only on demand), else 2"),
+  PENDING_DEPOSIT_CAP: amount
+    .optional()
+    .describe(
+      "how much of a deposit seen on chain but not yet CONFIRMATIONS deep vouchers may spend, per channel, in base units; " +
+        "unset: all of it when CONFIRMATIONS is 0, else 100 × PRICE (what a reorg can cost per channel)",
+    ),
   POLL_INTERVAL_MS: z.coerce.number().int().min(50).default(2_000).describe("how often `work` reads the chain and runs a settlement round"),
   HEARTBEAT_SECONDS: seconds.default(60).describe("how often `work` prints a status line (head, mirrored block, pending claims); 0 turns it off"),
   SETTLE_BATCH_SIZE: z.coerce.number().int().min(1).max(500).default(100).describe("channels per claimBatch transaction"),
@@ -157,4 +163,10 @@ export function isDevChain(chainId: number): boolean {
 /** CONFIRMATIONS as configured, or the default for this chain: 0 on a dev chain, 2 elsewhere. */
 export function confirmationsFor(config: Config, chainId: number): number {
   return config.CONFIRMATIONS ?? (isDevChain(chainId) ? 0 : 2);
+}
+
+/** PENDING_DEPOSIT_CAP as configured, or its default: no cap when nothing waits for confirmations
+ * (the head is trusted), else a hundred sample prices. Undefined means no cap. */
+export function pendingDepositCapFor(config: Config, confirmations: number): bigint | undefined {
+  return config.PENDING_DEPOSIT_CAP ?? (confirmations === 0 ? undefined : 100n * config.PRICE);
 }

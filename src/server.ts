@@ -12,7 +12,7 @@ import { SettlementWorker, recordSettlementReceipt, type SettlementRound, type U
 import type { SettlementPolicy } from "./chain/settlementPolicy.js";
 import { TxManager, messageOf, type TxEvent, type TxManagerOptions } from "./chain/TxManager.js";
 import { verifyEscrow } from "./chain/verifyEscrow.js";
-import { ConfigError, StartupError, confirmationsFor, isDevChain, redactUrl, type Config } from "./config.js";
+import { ConfigError, StartupError, confirmationsFor, isDevChain, pendingDepositCapFor, redactUrl, type Config } from "./config.js";
 import { PaymentGateway } from "./gateway/PaymentGateway.js";
 import { paywall, type RouteSpec } from "./gateway/paywall.js";
 import type { MirrorScope } from "./ledger/chainMirror.js";
@@ -63,6 +63,7 @@ export async function startPaychan(config: Config, options: { publicClient?: Pub
     store,
     chain: new ChainChannelReader(publicClient, config.ESCROW_ADDRESS),
     minWithdrawDelay: config.MIN_WITHDRAW_DELAY,
+    pendingDepositCap: pendingDepositCapFor(config, confirmations),
     closingMarginSeconds: config.CLOSING_MARGIN_SECONDS,
   });
   return {
@@ -283,8 +284,13 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
     confirmations,
     fromBlock: config.WATCH_FROM_BLOCK,
     blockRange: BigInt(config.LOG_BLOCK_RANGE),
+    sender: account.address,
     onWithdrawalRequested: (ids) => {
       log(`withdrawal started on ${ids.length} channel(s): claiming them now`);
+      settleLoop.wake();
+    },
+    onTransactionsDropped: (count) => {
+      log(`reorg: ${count} of our transaction(s) left the chain; their gas is reversed and they are sent again now`);
       settleLoop.wake();
     },
     onProgress: ({ from, to, target, events }) => {
@@ -306,7 +312,17 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
     async () => {
       const sync = await watcher.syncOnce();
       quiet.end("watcher", "watcher: working again");
-      if (sync.reorg) log(`reorg: rewound from block ${sync.reorg.from} to ${sync.reorg.to}, reversed ${sync.reorg.reversedEntries} entries`);
+      if (sync.reorg) {
+        log(`reorg: rewound from block ${sync.reorg.from} to ${sync.reorg.to}, reversed ${sync.reorg.reversedEntries} entries`);
+        for (const s of sync.reorg.shortfalls) {
+          log(`reorg: channel ${s.channelId} had spent ${s.amount} that the chain no longer holds; it is blocked and \`reconcile\` names the loss`);
+        }
+      }
+      for (const f of sync.failed) quiet.say(`mirror:${f.channelId}`, `watcher: cannot book channel ${f.channelId} (${f.reason}); its events are kept and retried, every other channel goes on`);
+      for (const id of sync.recovered) {
+        quiet.end(`mirror:${id}`);
+        log(`watcher: booked the kept events of channel ${id}`);
+      }
     },
     config.POLL_INTERVAL_MS,
     (error) => quiet.say("watcher", `watcher: ${messageOf(error)}`),

@@ -24,7 +24,7 @@ const token = getAddress("0xe7f1725e7734ce288f8367e1bb143e90bb3f0512");
 const context = { chainId: 31337, closingMarginSeconds: 3600 };
 
 async function bench(db: Database) {
-  console.log(`\n${db.kind}: opening ${CHANNELS} channels (each deposit booked by saveChannel)`);
+  console.log(`\n${db.kind}: opening ${CHANNELS} channels (each deposit booked, pending, by saveChannel)`);
   const channels: { id: Hex; cumulative: bigint }[] = [];
   for (let i = 0; i < CHANNELS; i++) {
     const id = await saveChannel(db.prisma, {
@@ -36,7 +36,7 @@ async function bench(db: Database) {
       signer: zeroAddress,
       withdrawDelay: 3600,
       salt: toHex(randomBytes(32)),
-      deposit: 10n ** 30n,
+      head: { deposit: 10n ** 28n, claimedOnChain: 0n, withdrawReadyAt: null, closed: false },
     });
     channels.push({ id, cumulative: 0n });
   }

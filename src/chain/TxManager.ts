@@ -141,6 +141,7 @@ export class TxManager {
       const final = {
         hash: attempt.hash,
         blockNumber: receipt.blockNumber,
+        blockHash: receipt.blockHash,
         gasUsed: receipt.gasUsed,
         effectiveGasPrice: receipt.effectiveGasPrice,
         success: receipt.status === "success",

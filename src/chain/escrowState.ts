@@ -1,6 +1,6 @@
 // Reads of many channels' on-chain state (getChannel), optionally as of a past block, a few requests
 // at a time: what reorg handling and reconciliation compare the books with.
-import type { Address, Hex, PublicClient } from "viem";
+import { TransactionReceiptNotFoundError, type Address, type Hex, type PublicClient } from "viem";
 import type { ChannelChainState } from "../ledger/channels.js";
 import type { ChainView } from "../ledger/reconcile.js";
 import { ChainChannelReader } from "./ChainChannelReader.js";
@@ -34,5 +34,14 @@ export function escrowChainView(client: PublicClient, escrow: Address): ChainVie
       return { number: block.number, timestamp: block.timestamp };
     },
     channels: (ids, blockNumber) => readChannelStates(client, escrow, ids, blockNumber),
+    async receipt(hash) {
+      try {
+        const r = await client.getTransactionReceipt({ hash });
+        return { blockHash: r.blockHash, gasUsed: r.gasUsed, effectiveGasPrice: r.effectiveGasPrice };
+      } catch (error) {
+        if (error instanceof TransactionReceiptNotFoundError) return undefined;
+        throw error;
+      }
+    },
   };
 }

@@ -33,6 +33,9 @@ export type GatewayOptions = {
   /** Stop accepting vouchers this many seconds (of chain time) before a requested withdrawal can
    * finalize, so the settlement worker has time to claim (default one hour). */
   closingMarginSeconds?: number;
+  /** How much of a deposit seen at the chain's head but not yet confirmed vouchers may spend, per
+   * channel (default: all of it — right when confirmations are 0). */
+  pendingDepositCap?: bigint;
   /** How long a payment stays valid: an identical retry within it is served again (default 60). */
   maxTimeoutSeconds?: number;
   /** Channels remembered by this process (default 50,000); beyond it the least recently used go. */
@@ -85,7 +88,7 @@ export class PaymentGateway implements PaymentScheme {
     this.store = options.store;
     this.chain = options.chain;
     this.digest = voucherDigester(this.location);
-    const context = { chainId: options.chainId, closingMarginSeconds: this.closingMarginSeconds };
+    const context = { chainId: options.chainId, closingMarginSeconds: this.closingMarginSeconds, pendingDepositCap: options.pendingDepositCap };
     this.commits = new GroupCommit((charges) => this.store.accept(charges, context), (charge) => charge.channelId);
     this.channels = new LruMap(options.channelCacheSize ?? 50_000);
     this.contracts = new LruMap(options.channelCacheSize ?? 50_000);
@@ -182,6 +185,14 @@ export class PaymentGateway implements PaymentScheme {
             "The payer is withdrawing from this channel and its deadline is too close to claim safely; open a new one.",
             { channelId: voucher.channelId, withdrawReadyAt: outcome.channel!.withdrawReadyAt!.toString() },
           ));
+        case "CHANNEL_BLOCKED":
+          throw new PaymentError(
+            "channel_blocked",
+            outcome.channel!.blockedReason === "reorg_shortfall"
+              ? "A chain reorganization took back funds already spent on this channel; nothing more is served on it. Open a new channel."
+              : "This channel's on-chain events could not be booked yet; nothing is served on it until they are. Retry later or open a new channel.",
+            { channelId: voucher.channelId },
+          );
         case "CHANNEL_NOT_FOUND":
           throw new PaymentError("unknown_channel", "No such channel is open on chain; open it and retry.");
         case "INVALID_PRICE":
@@ -334,7 +345,7 @@ export class PaymentGateway implements PaymentScheme {
         if (state.deposit === 0n && !state.closed) {
           throw new PaymentError("unknown_channel", "No such channel is open on chain; open it and retry.");
         }
-        return this.store.saveChannel({ id, chainId: this.location.chainId, escrow: this.location.escrow, config, ...state });
+        return this.store.saveChannel({ id, chainId: this.location.chainId, escrow: this.location.escrow, config, head: state });
       })().finally(() => this.registering.delete(id));
       this.registering.set(id, registration);
     }
@@ -345,9 +356,9 @@ export class PaymentGateway implements PaymentScheme {
   private async refreshDeposit(id: Hex, seen: ChannelSnapshot): Promise<boolean> {
     const stored = await this.store.loadChannel(id);
     if (!stored) return false;
-    const state = await this.chain.readChannel(id);
-    if (state.deposit <= seen.deposit) return false;
-    await this.store.saveChannel({ ...stored, ...state });
+    const head = await this.chain.readChannel(id);
+    if (head.deposit <= seen.deposit) return false;
+    await this.store.saveChannel({ id, chainId: stored.chainId, escrow: stored.escrow, config: stored.config, head });
     return true;
   }
 }

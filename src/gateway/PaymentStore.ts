@@ -11,9 +11,10 @@ export type { ChannelChainState, StoredChannel as ChannelRecord } from "../ledge
 
 export interface PaymentStore {
   loadChannel(id: Hex): Promise<StoredChannel | undefined>;
-  /** Records a channel first seen on chain, or refreshes its chain state; safe when several processes
-   * see it at once. Returns the stored record. */
-  saveChannel(channel: Omit<StoredChannel, "acceptedCumulative">): Promise<StoredChannel>;
+  /** Records a channel first seen on chain, or what the chain's head says about it now (a deposit seen
+   * there is pending until the watcher confirms it); safe when several processes see it at once.
+   * Returns the stored record. */
+  saveChannel(channel: Pick<StoredChannel, "id" | "chainId" | "escrow" | "config"> & { head: ChannelChainState }): Promise<StoredChannel>;
   /** Decides each charge (on distinct channels) in one statement; see src/ledger/acceptVouchers.ts. */
   accept(charges: VoucherCharge[], context: AcceptContext): Promise<AcceptOutcome[]>;
   /** The standing payment an identical retry of a paid request refers to, within `withinSeconds`,

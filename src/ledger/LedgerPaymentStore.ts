@@ -6,7 +6,7 @@ import type { Hex } from "viem";
 import type { PaymentStore } from "../gateway/PaymentStore.js";
 import { acceptVouchers, claimRetry, type AcceptContext, type AcceptOutcome, type VoucherCharge } from "./acceptVouchers.js";
 import { bookAccepted, voidPayment } from "./booking.js";
-import { loadChannel, saveChannel, type StoredChannel } from "./channels.js";
+import { loadChannel, saveChannel, type ChannelChainState, type StoredChannel } from "./channels.js";
 import type { Database } from "./db.js";
 
 export type LedgerPaymentStoreOptions = {
@@ -33,8 +33,8 @@ export class LedgerPaymentStore implements PaymentStore {
     return loadChannel(this.db.sql, id);
   }
 
-  async saveChannel(channel: Omit<StoredChannel, "acceptedCumulative">): Promise<StoredChannel> {
-    await saveChannel(this.db.prisma, { ...channel.config, ...channel });
+  async saveChannel(channel: Pick<StoredChannel, "id" | "chainId" | "escrow" | "config"> & { head: ChannelChainState }): Promise<StoredChannel> {
+    await saveChannel(this.db.prisma, { ...channel.config, chainId: channel.chainId, escrow: channel.escrow, head: channel.head });
     return (await this.loadChannel(channel.id))!;
   }
 

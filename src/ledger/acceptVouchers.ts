@@ -3,8 +3,11 @@
 //
 //   - compare-and-set: the channel's accepted total must be exactly the voucher's total minus the
 //     price, and becomes the voucher's total;
-//   - within the deposit, not closed, and no withdrawal that finalizes within the margin — all read
-//     from the channel row as the watcher last wrote it, the margin in the chain's time (chain_head);
+//   - within the deposit — the confirmed deposit, plus what was seen at the head and not yet confirmed
+//     up to the pending cap —, not closed, not blocked (a reorg shortfall, an event the mirror could
+//     not book), and no withdrawal (confirmed or seen at the head) that finalizes within the margin —
+//     all read from the channel row as the watcher last wrote it, the margin in the chain's time
+//     (chain_head);
 //   - no standing payment already holds a voucher for that total;
 //   - then a payment row per accepted voucher.
 //
@@ -44,17 +47,23 @@ export type AcceptRefusal =
   /** A standing payment already holds a voucher for this total: a charge before it was voided while
    * this one stood (concurrent requests on one channel). The payer must resync by hand. */
   | "TOTAL_HELD"
-  /** The voucher promises more than the channel's deposit. */
+  /** The voucher promises more than the channel's deposit (confirmed, plus pending up to the cap). */
   | "EXCEEDS_DEPOSIT"
+  /** Nothing is served on the channel: a reorg took away money it had spent, or the mirror could not
+   * book one of its events. */
+  | "CHANNEL_BLOCKED"
   /** The row changed while the statement waited for it (another process accepted on it): decide again. */
   | "CONFLICT";
 
 /** The channel row as the statement saw it, for explaining a refusal. */
 export type ChannelSnapshot = {
   acceptedCumulative: bigint;
+  /** What vouchers may total: the confirmed deposit plus the pending part up to the cap. */
   deposit: bigint;
   closed: boolean;
+  /** The nearer of the confirmed and the seen withdrawal deadlines. */
   withdrawReadyAt: bigint | null;
+  blockedReason: string | null;
 };
 
 export type AcceptOutcome =
@@ -65,7 +74,12 @@ export type AcceptContext = {
   chainId: number;
   /** Refuse vouchers on a channel whose withdrawal finalizes within this many seconds of chain time. */
   closingMarginSeconds: number;
+  /** How much of a deposit seen at the head but not yet confirmed vouchers may spend (default: all of it). */
+  pendingDepositCap?: bigint;
 };
+
+/** Larger than any deposit (uint96): "no cap". */
+const NO_CAP = 10n ** 40n;
 
 // Chain time: the block timestamp the watcher last recorded plus the database time since, or the
 // database's clock before any watcher ran. Every process computes the same.
@@ -73,6 +87,11 @@ const CHAIN_NOW = `COALESCE(
     (SELECT h.block_timestamp + floor(extract(epoch FROM statement_timestamp() - h.observed_at))::bigint
      FROM chain_head h WHERE h.chain_id = $7),
     floor(extract(epoch FROM statement_timestamp()))::bigint)`;
+
+// What a voucher may total on channel c: the confirmed deposit plus the pending part, capped.
+const SPENDABLE = `LEAST(c.deposit_seen, c.deposit + $9::numeric)`;
+// The nearer withdrawal deadline, confirmed or seen at the head.
+const DEADLINE = `LEAST(c.withdraw_ready_at, c.withdraw_ready_at_seen)`;
 
 const ACCEPT = `
 WITH i AS (
@@ -86,19 +105,20 @@ WITH i AS (
   FROM i, clock
   WHERE c.id = i.channel_id
     AND c.accepted_cumulative = i.cumulative - i.price
-    AND i.cumulative <= c.deposit
-    AND NOT c.closed
-    AND (c.withdraw_ready_at IS NULL OR c.withdraw_ready_at > clock.now + $8)
+    AND i.cumulative <= ${SPENDABLE}
+    AND NOT c.closed AND NOT c.closed_seen
+    AND c.blocked_reason IS NULL
+    AND (${DEADLINE} IS NULL OR ${DEADLINE} > clock.now + $8)
     AND NOT EXISTS (SELECT 1 FROM payment p WHERE p.channel_id = i.channel_id AND p.cumulative_amount = i.cumulative AND p.status = 'ACCEPTED')
-  RETURNING c.id, c.deposit
+  RETURNING c.id, ${SPENDABLE} AS spendable
 ), paid AS (
   INSERT INTO payment (id, channel_id, request_key, cumulative_amount, price, signature)
   SELECT i.payment_id, i.channel_id, i.request_key, i.cumulative, i.price, i.signature
   FROM i JOIN accepted a ON a.id = i.channel_id
 )
-SELECT i.ord::int AS ord, a.id IS NOT NULL AS ok, clock.now::text AS chain_now, a.deposit::text AS new_deposit,
-       c.id IS NOT NULL AS found, c.accepted_cumulative::text AS accepted, c.deposit::text AS deposit, c.closed,
-       c.withdraw_ready_at::text AS withdraw_ready_at,
+SELECT i.ord::int AS ord, a.id IS NOT NULL AS ok, clock.now::text AS chain_now, a.spendable::text AS new_deposit,
+       c.id IS NOT NULL AS found, c.accepted_cumulative::text AS accepted, ${SPENDABLE}::text AS deposit,
+       (c.closed OR c.closed_seen) AS closed, ${DEADLINE}::text AS withdraw_ready_at, c.blocked_reason,
        CASE WHEN a.id IS NULL THEN EXISTS (SELECT 1 FROM payment p WHERE p.channel_id = i.channel_id
          AND p.cumulative_amount = i.cumulative AND p.status = 'ACCEPTED') END AS held
 FROM i CROSS JOIN clock
@@ -116,6 +136,7 @@ type Row = {
   deposit: string | null;
   closed: boolean | null;
   withdraw_ready_at: string | null;
+  blocked_reason: string | null;
   held: boolean | null;
 };
 
@@ -165,6 +186,7 @@ async function acceptDistinct(sql: Sql, charges: VoucherCharge[], context: Accep
           sorted.map((c) => c.requestKey),
           BigInt(context.chainId).toString(),
           BigInt(context.closingMarginSeconds).toString(),
+          (context.pendingDepositCap ?? NO_CAP).toString(),
         ],
         "paychan_accept_vouchers",
       ),
@@ -192,6 +214,7 @@ async function acceptDistinct(sql: Sql, charges: VoucherCharge[], context: Accep
       deposit: BigInt(row.deposit!),
       closed: row.closed!,
       withdrawReadyAt: row.withdraw_ready_at === null ? null : BigInt(row.withdraw_ready_at),
+      blockedReason: row.blocked_reason,
     };
     return { ok: false, refusal: explain(charge, channel, row.held === true, chainNow, context), channel, chainNow };
   });
@@ -201,6 +224,7 @@ async function acceptDistinct(sql: Sql, charges: VoucherCharge[], context: Accep
 /** Why the statement refused a charge, from the row it read (the first rule that fails). */
 function explain(charge: VoucherCharge, c: ChannelSnapshot, held: boolean, chainNow: bigint, context: AcceptContext): AcceptRefusal {
   if (c.closed) return "CHANNEL_CLOSED";
+  if (c.blockedReason !== null) return "CHANNEL_BLOCKED";
   if (c.withdrawReadyAt !== null && c.withdrawReadyAt <= chainNow + BigInt(context.closingMarginSeconds)) return "CHANNEL_CLOSING";
   if (charge.cumulativeAmount <= c.acceptedCumulative) return "VOUCHER_REPLAYED";
   if (charge.cumulativeAmount - charge.price !== c.acceptedCumulative) return "CUMULATIVE_MISMATCH";
@@ -226,7 +250,7 @@ export async function claimRetry(
 ): Promise<RetriedPayment | undefined> {
   const [row] = await sql.query<{ id: string; price: string; cumulative_amount: string; deposit: string }>(
     `WITH p AS (
-       SELECT p.id, p.price, p.cumulative_amount, c.deposit
+       SELECT p.id, p.price, p.cumulative_amount, c.deposit_seen AS deposit
        FROM payment p JOIN channel c ON c.id = p.channel_id
        WHERE p.channel_id = $1 AND p.cumulative_amount = $2 AND p.status = 'ACCEPTED'
          AND p.signature = $3 AND p.request_key = $4 AND p.created_at > statement_timestamp() - make_interval(secs => $5)

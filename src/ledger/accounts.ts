@@ -12,8 +12,11 @@
 // | GAS_EXPENSE       | gas:<address>:<asset>               | debit  | no   | native coin spent on transaction fees               |
 // | FIAT_CASH         | cash:<processor>:<asset>            | debit  | no   | fiat held at a card processor or bank               |
 // | FIAT_PAYABLE      | payable:<party>:<asset>             | credit | yes  | fiat owed to a customer or seller                   |
+// | ESCROW_PENDING    | escrow-pending:<escrow>:<asset>     | debit  | yes  | deposits seen at the head, not yet confirmed        |
+// | CHANNEL_SHORTFALL | channel:<channelId>:shortfall       | debit  | yes  | money spent on the channel that a reorg took away   |
 //
-// Invariant per escrow and asset: ESCROW_HOLDINGS = Σ CHANNEL_AVAILABLE + Σ CHANNEL_OWED.
+// Invariant per escrow and asset:
+//   ESCROW_HOLDINGS + ESCROW_PENDING + Σ CHANNEL_SHORTFALL = Σ CHANNEL_AVAILABLE + Σ CHANNEL_OWED.
 import type { Address, Hex } from "viem";
 import type { AccountKind, Side } from "../generated/prisma/enums.js";
 import type { Asset } from "./asset.js";
@@ -29,12 +32,16 @@ export const chartOfAccounts: Record<AccountKind, AccountRules> = {
   GAS_EXPENSE: { normalSide: "DEBIT", nonNegative: false },
   FIAT_CASH: { normalSide: "DEBIT", nonNegative: false },
   FIAT_PAYABLE: { normalSide: "CREDIT", nonNegative: true },
+  ESCROW_PENDING: { normalSide: "DEBIT", nonNegative: true },
+  CHANNEL_SHORTFALL: { normalSide: "DEBIT", nonNegative: true },
 };
 
 export const accountId = {
   escrow: (escrow: Address, asset: Asset) => `escrow:${escrow}:${asset}`,
+  escrowPending: (escrow: Address, asset: Asset) => `escrow-pending:${escrow}:${asset}`,
   channelAvailable: (channelId: Hex) => `channel:${channelId}:available`,
   channelOwed: (channelId: Hex) => `channel:${channelId}:owed`,
+  channelShortfall: (channelId: Hex) => `channel:${channelId}:shortfall`,
   wallet: (address: Address, asset: Asset) => `wallet:${address}:${asset}`,
   revenue: (payee: Address, asset: Asset) => `revenue:${payee}:${asset}`,
   gas: (address: Address, asset: Asset) => `gas:${address}:${asset}`,
@@ -44,6 +51,7 @@ export const accountId = {
 
 const kindByPrefix: Record<string, AccountKind> = {
   escrow: "ESCROW_HOLDINGS",
+  "escrow-pending": "ESCROW_PENDING",
   wallet: "PAYEE_WALLET",
   revenue: "PAYEE_REVENUE",
   gas: "GAS_EXPENSE",
@@ -57,6 +65,7 @@ export function accountKindOf(id: string): AccountKind | undefined {
   if (prefix === "channel") {
     if (id.endsWith(":available")) return "CHANNEL_AVAILABLE";
     if (id.endsWith(":owed")) return "CHANNEL_OWED";
+    if (id.endsWith(":shortfall")) return "CHANNEL_SHORTFALL";
     return undefined;
   }
   return kindByPrefix[prefix];

@@ -6,10 +6,9 @@ import type { Address, Hex } from "viem";
 import { getAddress } from "viem";
 import { channelId as channelIdOf, type ChannelConfig, type EscrowLocation } from "../protocol/Channel.js";
 import { accountId, chartOfAccounts } from "./accounts.js";
-import { toDecimal } from "./amount.js";
 import { tokenAsset } from "./asset.js";
-import { deposit } from "./flows.js";
-import { inTransaction, postEntry, type Db } from "./postings.js";
+import { ChannelBooks } from "./channelBooks.js";
+import { inTransaction, type Db, type Tx } from "./postings.js";
 import type { Sql } from "./sql.js";
 
 /** What the chain says about a channel; the watcher refreshes it. */
@@ -32,48 +31,25 @@ export type StoredChannel = ChannelChainState & {
 };
 
 /**
- * Records a channel's terms and what the chain says about it, and opens its ledger accounts; safe
- * when several processes see a new channel at once (the row is inserted with ON CONFLICT, then
- * locked). When the deposit read from the chain grew, the growth is booked as a DEPOSIT entry (key
- * `deposit:<channelId>:<new total>`) in the same transaction, so the channel's deposit and its ledger
- * balance never disagree. Fields left out keep their stored values. Returns the channel id.
+ * Records a channel's terms, opens its ledger accounts, and — given its state at the chain's head —
+ * records that state, booking the deposit seen there as pending until the chain mirror confirms it
+ * (src/ledger/channelBooks.ts). Safe when several processes see a new channel at once: the row is
+ * inserted with ON CONFLICT, then locked. Returns the channel id.
  */
-export async function saveChannel(db: Db, channel: ChannelConfig & EscrowLocation & Partial<ChannelChainState>): Promise<Hex> {
-  const id = channelIdOf(channel, channel) as Hex;
+export async function saveChannel(db: Db, channel: ChannelConfig & EscrowLocation & { head?: ChannelChainState }): Promise<Hex> {
+  const id = channelIdOf(channel, channel).toLowerCase() as Hex;
   const asset = tokenAsset(channel.chainId, channel.token);
   await inTransaction(db, async (tx) => {
     await tx.$executeRaw`
       INSERT INTO channel (id, chain_id, escrow, payer, payee, token, signer, withdraw_delay, salt, asset)
-      VALUES (${id}, ${BigInt(channel.chainId)}, ${channel.escrow}, ${channel.payer}, ${channel.payee}, ${channel.token},
-              ${channel.signer}, ${channel.withdrawDelay}, ${channel.salt}, ${asset})
+      VALUES (${id}, ${BigInt(channel.chainId)}, ${getAddress(channel.escrow)}, ${getAddress(channel.payer)}, ${getAddress(channel.payee)},
+              ${getAddress(channel.token)}, ${getAddress(channel.signer)}, ${channel.withdrawDelay}, ${channel.salt}, ${asset})
       ON CONFLICT (id) DO NOTHING`;
-    const [stored] = await tx.$queryRaw<{ deposit: string }[]>`SELECT deposit::text FROM channel WHERE id = ${id} FOR UPDATE`;
-    await tx.channel.update({
-      where: { id },
-      data: {
-        ...(channel.deposit !== undefined && { deposit: toDecimal(channel.deposit) }),
-        ...(channel.claimedOnChain !== undefined && { claimedOnChain: toDecimal(channel.claimedOnChain) }),
-        ...(channel.withdrawReadyAt !== undefined && { withdrawReadyAt: channel.withdrawReadyAt }),
-        ...(channel.closed !== undefined && { closed: channel.closed }),
-      },
-    });
-    await tx.ledgerAccount.createMany({
-      data: (["CHANNEL_AVAILABLE", "CHANNEL_OWED"] as const).map((kind) => ({
-        id: kind === "CHANNEL_AVAILABLE" ? accountId.channelAvailable(id) : accountId.channelOwed(id),
-        asset,
-        kind,
-        ...chartOfAccounts[kind],
-      })),
-      skipDuplicates: true,
-    });
-    const previous = BigInt(stored!.deposit);
-    if (channel.deposit !== undefined && channel.deposit > previous) {
-      await postEntry(tx, {
-        idempotencyKey: `deposit:${id}:${channel.deposit}`,
-        ...deposit({ channelId: id, escrow: channel.escrow, asset, amount: channel.deposit - previous }),
-        metadata: { depositTotal: channel.deposit.toString() },
-      });
-    }
+    await createChannelAccounts(tx, [{ id, asset }]);
+    if (!channel.head) return;
+    const books = await ChannelBooks.load(tx, [id]);
+    books.seen(books.get(id)!, channel.head);
+    await books.write(tx);
   });
   return id;
 }
@@ -134,3 +110,25 @@ export async function recordChainHead(sql: Sql, chainId: number, blockNumber: bi
     [BigInt(chainId).toString(), blockNumber.toString(), timestamp.toString()],
   );
 }
+
+/** Opens a channel's CHANNEL_AVAILABLE and CHANNEL_OWED accounts (idempotently). */
+export async function createChannelAccounts(tx: Tx, channels: { id: string; asset: string }[]): Promise<void> {
+  const accounts = channels.flatMap((c) =>
+    (["CHANNEL_AVAILABLE", "CHANNEL_OWED"] as const).map((kind) => ({
+      id: kind === "CHANNEL_AVAILABLE" ? accountId.channelAvailable(c.id as Hex) : accountId.channelOwed(c.id as Hex),
+      asset: c.asset,
+      kind,
+      normal_side: chartOfAccounts[kind].normalSide,
+      non_negative: chartOfAccounts[kind].nonNegative,
+    })),
+  );
+  await tx.$executeRawUnsafe(
+    `INSERT INTO ledger_account (id, asset, kind, normal_side, non_negative)
+     SELECT a.id, a.asset, a.kind::account_kind, a.normal_side::side, a.non_negative
+     FROM jsonb_to_recordset($1::jsonb) AS a(id text, asset text, kind text, normal_side text, non_negative boolean)
+     ORDER BY a.id
+     ON CONFLICT (id) DO NOTHING`,
+    JSON.stringify(accounts),
+  );
+}
+

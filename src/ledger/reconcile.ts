@@ -14,15 +14,17 @@
 // lag and the settlement transactions that failed or are stuck.
 //
 // Each difference carries a severity: `missing` — money the books and the chain disagree about, for
-// no reason the report can name (the CLI exits non-zero); `lag` — a difference explained by blocks not
-// yet confirmed or mirrored, which resolves by itself; `warning` — nothing is wrong yet, but someone
-// should look (a withdrawal with unclaimed vouchers, a failed claim transaction).
+// no reason the report can name (the CLI exits non-zero); `loss` — a realised loss the books record
+// correctly (a reorg took away money a channel had already spent: its CHANNEL_SHORTFALL); `lag` — a
+// difference explained by blocks not yet confirmed or mirrored, or by a head view the running watcher
+// refreshes at its next poll; `warning` — nothing is wrong yet, but someone should look (a withdrawal
+// with unclaimed vouchers, a failed claim transaction, deposits served before they were confirmed).
 import { getAddress, hexToBytes, type Address, type Hex } from "viem";
 import { recoverSigner, voucherDigester } from "../gateway/signatures.js";
 import { voucherSigner, type ChannelConfig } from "../protocol/Channel.js";
 import { accountId } from "./accounts.js";
-import type { Asset } from "./asset.js";
-import { readCursor, type MirrorScope } from "./chainMirror.js";
+import { nativeAsset, type Asset } from "./asset.js";
+import { cursorIdOf, readCursor, type MirrorScope } from "./chainMirror.js";
 import { accountsOutOfBalance, balances, trialBalance, type Db } from "./postings.js";
 import type { ChannelChainState } from "./channels.js";
 
@@ -30,16 +32,23 @@ import type { ChannelChainState } from "./channels.js";
 export type ChainView = {
   head(): Promise<{ number: bigint; timestamp: bigint }>;
   channels(ids: Hex[], blockNumber?: bigint): Promise<Map<Hex, ChannelChainState>>;
+  /** A transaction's receipt as the chain has it now, or undefined if it is in no block. */
+  receipt(hash: Hex): Promise<{ blockHash: Hex; gasUsed: bigint; effectiveGasPrice: bigint } | undefined>;
 };
 
-export type Severity = "missing" | "lag" | "warning";
+export type Severity = "missing" | "loss" | "lag" | "warning";
 
 export type DifferenceCode =
   | "LEDGER_UNBALANCED"
   | "ACCOUNT_TOTALS"
   | "ESCROW_INVARIANT"
   | "ESCROW_HOLDINGS"
-  | "DEPOSIT_UNCONFIRMED"
+  | "DEPOSIT_PENDING"
+  | "DEPOSIT_VIEW"
+  | "REORG_SHORTFALL"
+  | "MIRROR_FAILED"
+  | "GAS_NOT_ON_CHAIN"
+  | "GAS_MISMATCH"
   | "DEPOSIT_NOT_ON_CHAIN"
   | "DEPOSIT_NOT_BOOKED"
   | "CLAIM_NOT_ON_CHAIN"
@@ -77,18 +86,22 @@ export type AssetTotals = {
   channels: number;
   escrowHoldingsLedger: string;
   escrowHoldingsChain: string;
+  /** Confirmed deposits, and deposits seen but not yet confirmed. */
   deposited: string;
+  pending: string;
   accepted: string;
   claimed: string;
   /** Accepted and not yet claimed on chain. */
   unclaimed: string;
   owed: string;
   available: string;
+  /** Realised reorg losses (Σ CHANNEL_SHORTFALL). */
+  shortfall: string;
   revenue: string;
 };
 
 export type ReconcileReport = {
-  /** True when nothing is `missing`. */
+  /** True when nothing is `missing` and no loss was realised. */
   ok: boolean;
   generatedAt: string;
   scope: { chainId: number; escrow: Address; payee: Address };
@@ -123,6 +136,10 @@ type ChannelRow = {
   closed: boolean;
   accepted_cumulative: string;
   booked_cumulative: string;
+  pending_booked: string;
+  deposit_seen: string;
+  withdraw_ready_at_seen: bigint | null;
+  closed_seen: boolean;
   accepted_sum: string;
   voucher_amount: string | null;
   voucher_signature: string | null;
@@ -171,8 +188,10 @@ export async function reconcile(db: Db, options: ReconcileOptions): Promise<Reco
   const ledger = await balances(db, { idPrefix: "channel:" });
   const balanceOf = (account: string) => ledger.get(account)?.balance ?? 0n;
   const digest = voucherDigester({ chainId: scope.chainId, escrow: scope.escrow });
+  const failures = await mirrorFailures(db, scope);
 
-  const sums = new Map<string, { channels: number; chainHoldings: bigint; deposited: bigint; accepted: bigint; claimed: bigint; unclaimed: bigint; owed: bigint; available: bigint; depositLag: bigint }>();
+  type Sums = { channels: number; chainHoldings: bigint; deposited: bigint; pending: bigint; accepted: bigint; claimed: bigint; unclaimed: bigint; owed: bigint; available: bigint; shortfall: bigint };
+  const sums = new Map<string, Sums>();
   const counts = { total: rows.length, open: 0, withdrawing: 0, closed: 0 };
 
   for (const row of rows) {
@@ -182,37 +201,56 @@ export async function reconcile(db: Db, options: ReconcileOptions): Promise<Reco
     const h = at(latest.get(id));
     const b = booked.get(id) ?? { deposited: 0n, claimed: 0n, refunded: 0n };
     const accepted = BigInt(row.accepted_cumulative);
+    const confirmedDeposit = BigInt(row.deposit);
+    const pending = BigInt(row.pending_booked);
     const available = balanceOf(accountId.channelAvailable(id));
     const owed = balanceOf(accountId.channelOwed(id));
+    const shortfall = balanceOf(accountId.channelShortfall(id));
     const asset = row.asset;
     const channel = { channelId: id, asset };
-    const s = sums.get(asset) ?? { channels: 0, chainHoldings: 0n, deposited: 0n, accepted: 0n, claimed: 0n, unclaimed: 0n, owed: 0n, available: 0n, depositLag: 0n };
+    const s = sums.get(asset) ?? { channels: 0, chainHoldings: 0n, deposited: 0n, pending: 0n, accepted: 0n, claimed: 0n, unclaimed: 0n, owed: 0n, available: 0n, shortfall: 0n };
     sums.set(asset, s);
     s.channels++;
     s.chainHoldings += c.deposit - c.claimedOnChain;
-    s.deposited += b.deposited;
+    s.deposited += confirmedDeposit;
+    s.pending += pending;
     s.accepted += accepted;
     s.claimed += b.claimed;
     s.unclaimed += accepted > c.claimedOnChain ? accepted - c.claimedOnChain : 0n;
     s.owed += owed;
     s.available += available;
+    s.shortfall += shortfall;
     if (h.closed) counts.closed++;
     else if (h.withdrawReadyAt !== null) counts.withdrawing++;
     else counts.open++;
 
-    // The ledger against the chain as mirrored.
-    if (!c.closed && b.deposited !== c.deposit) {
-      if (b.deposited > c.deposit && b.deposited <= h.deposit) {
-        s.depositLag += b.deposited - c.deposit;
-        report({ severity: "lag", code: "DEPOSIT_UNCONFIRMED", ...channel, expected: c.deposit.toString(), actual: b.deposited.toString(),
-          cause: `The gateway booked a deposit of ${b.deposited} at first sight; the chain has it but not yet with ${options.confirmations} confirmations.` });
-      } else if (b.deposited > c.deposit) {
-        report({ severity: "missing", code: "DEPOSIT_NOT_ON_CHAIN", ...channel, expected: c.deposit.toString(), actual: b.deposited.toString(),
-          cause: `The ledger books ${b.deposited - c.deposit} more deposit than the escrow holds for this channel (a reorg dropped a top-up the gateway had booked, or a stray DEPOSIT entry).` });
-      } else {
-        report({ severity: "missing", code: "DEPOSIT_NOT_BOOKED", ...channel, expected: c.deposit.toString(), actual: b.deposited.toString(),
-          cause: `The escrow holds ${c.deposit - b.deposited} more deposit than the ledger booked (the watcher started after the channel opened, or missed an event).` });
-      }
+    // The confirmed state against the chain as mirrored, and the deposits the journal holds.
+    if (!c.closed && confirmedDeposit !== c.deposit) {
+      report({ severity: "missing", code: "DEPOSIT_VIEW", ...channel, expected: c.deposit.toString(), actual: confirmedDeposit.toString(),
+        cause: `The mirror confirmed a deposit of ${confirmedDeposit} but the escrow held ${c.deposit} for this channel at block ${comparedAt}.` });
+    }
+    const expectedDeposits = (c.closed ? confirmedDeposit : c.deposit) + pending;
+    if (!c.closed && b.deposited !== expectedDeposits) {
+      const more = b.deposited > expectedDeposits;
+      report({ severity: "missing", code: more ? "DEPOSIT_NOT_ON_CHAIN" : "DEPOSIT_NOT_BOOKED", ...channel, expected: expectedDeposits.toString(), actual: b.deposited.toString(),
+        cause: more
+          ? `The journal credits the channel with ${b.deposited - expectedDeposits} more deposit than the escrow's ${c.deposit} confirmed plus ${pending} pending (a stray DEPOSIT entry?).`
+          : `The escrow holds ${expectedDeposits - b.deposited} more deposit than the journal credits (the watcher started after the channel opened, or missed an event).` });
+    }
+    if (pending > 0n) {
+      const served = accepted > confirmedDeposit ? accepted - confirmedDeposit : 0n;
+      report({ severity: served > 0n ? "warning" : "lag", code: "DEPOSIT_PENDING", ...channel, expected: confirmedDeposit.toString(), actual: (confirmedDeposit + pending).toString(),
+        cause: `${pending} of this channel's deposit is seen on chain but not yet ${options.confirmations} blocks deep` +
+          (served > 0n ? `; ${served} of it was already spent, which a reorg dropping the deposit would turn into a loss.` : "; it is confirmed in a few blocks.") });
+    }
+    if (shortfall > 0n) {
+      report({ severity: "loss", code: "REORG_SHORTFALL", ...channel, expected: "0", actual: shortfall.toString(),
+        cause: `A reorg took away ${shortfall} of deposit that vouchers accepted on this channel had already spent: a realised loss, booked to its CHANNEL_SHORTFALL; the channel serves nothing more (recovered if the deposit is mined again).` });
+    }
+    const failure = failures.get(id);
+    if (failure) {
+      report({ severity: "missing", code: "MIRROR_FAILED", ...channel, expected: "0", actual: failure.events.toString(),
+        cause: `The mirror could not book ${failure.events} event(s) of this channel (${failure.error}); they are kept and retried every poll, the channel is blocked, and every other channel goes on.` });
     }
     if (b.claimed !== c.claimedOnChain) {
       const more = b.claimed > c.claimedOnChain;
@@ -233,11 +271,13 @@ export async function reconcile(db: Db, options: ReconcileOptions): Promise<Reco
       report({ severity: "missing", code: "OWED_MISMATCH", ...channel, expected: expectedOwed.toString(), actual: owed.toString(),
         cause: `CHANNEL_OWED is ${owed} but the vouchers booked (${bookedVouchers}) less what was claimed (${b.claimed}) is ${expectedOwed}: an entry or a payment changed outside the store.` });
     }
+    // What the journal credited as deposits (confirmed and pending, net of voids) plus what a reorg left
+    // as shortfall = what is there plus what went out.
     const spent = bookedVouchers > b.claimed ? bookedVouchers : b.claimed;
-    const expectedAvailable = c.closed ? 0n : b.deposited - spent - b.refunded;
+    const expectedAvailable = c.closed ? 0n : b.deposited + shortfall - spent - b.refunded;
     if (available !== expectedAvailable) {
       report({ severity: "missing", code: "AVAILABLE_MISMATCH", ...channel, expected: expectedAvailable.toString(), actual: available.toString(),
-        cause: `CHANNEL_AVAILABLE is ${available} but deposit ${b.deposited} − max(booked ${bookedVouchers}, claimed ${b.claimed}) − refunded ${b.refunded} is ${expectedAvailable}.` });
+        cause: `CHANNEL_AVAILABLE is ${available} but deposits ${b.deposited} + shortfall ${shortfall} − max(booked ${bookedVouchers}, claimed ${b.claimed}) − refunded ${b.refunded} is ${expectedAvailable}.` });
     }
 
     // The voucher store: its totals, its voucher, and whether the voucher can still be claimed.
@@ -255,7 +295,7 @@ export async function reconcile(db: Db, options: ReconcileOptions): Promise<Reco
       report({ severity: "missing", code: "VOUCHER_SIGNATURE_INVALID", ...channel, expected: voucherSigner(configOf(row)), actual: row.voucher_signature,
         cause: `The voucher for ${voucher} is not signed by the channel's signer: the escrow will refuse it.` });
     }
-    if (!h.closed && accepted > h.deposit) {
+    if (!h.closed && shortfall === 0n && accepted > h.deposit) {
       report({ severity: "missing", code: "VOUCHER_EXCEEDS_DEPOSIT", ...channel, expected: h.deposit.toString(), actual: accepted.toString(),
         cause: `The gateway accepted ${accepted} on a channel whose deposit is ${h.deposit}: the escrow pays at most the deposit.` });
     }
@@ -272,16 +312,20 @@ export async function reconcile(db: Db, options: ReconcileOptions): Promise<Reco
             cause: `The payer is withdrawing; ${unclaimed} is still unclaimed with ${left} seconds left: the settlement worker must claim it.` });
     }
 
-    // The gateway's view against the latest chain state.
-    const view = { deposit: BigInt(row.deposit), claimed: BigInt(row.claimed_on_chain), readyAt: row.withdraw_ready_at === null ? null : BigInt(row.withdraw_ready_at), closed: row.closed };
+    // The head view (what acceptance reads for deposits, withdrawals and closes) against the chain now.
+    const view = {
+      deposit: BigInt(row.deposit_seen),
+      readyAt: row.withdraw_ready_at_seen === null ? null : BigInt(row.withdraw_ready_at_seen),
+      closed: row.closed_seen,
+    };
     const stale = [
       !h.closed && view.deposit !== h.deposit && `deposit ${view.deposit} (chain ${h.deposit})`,
-      view.claimed !== h.claimedOnChain && `claimed ${view.claimed} (chain ${h.claimedOnChain})`,
-      view.readyAt !== h.withdrawReadyAt && `withdrawal ready at ${view.readyAt ?? "none"} (chain ${h.withdrawReadyAt ?? "none"})`,
+      !h.closed && view.readyAt !== h.withdrawReadyAt && `withdrawal ready at ${view.readyAt ?? "none"} (chain ${h.withdrawReadyAt ?? "none"})`,
       view.closed !== h.closed && `closed ${view.closed} (chain ${h.closed})`,
     ].filter(Boolean);
     if (stale.length > 0) {
-      report({ severity: "lag", code: "VIEW_STALE", ...channel, cause: `The gateway's view is behind the chain: ${stale.join(", ")}; the watcher updates it once the blocks are confirmed.` });
+      report({ severity: "lag", code: "VIEW_STALE", ...channel,
+        cause: `The head view acceptance reads is behind the chain: ${stale.join(", ")}. A running \`paychan work\` refreshes it at its next poll; if it stays, the watcher is not running (see WATCHER_BEHIND).` });
     }
   }
 
@@ -299,21 +343,23 @@ export async function reconcile(db: Db, options: ReconcileOptions): Promise<Reco
   const everyChannel = await channelsOfEscrow(db, scope);
   const assets: AssetTotals[] = [];
   for (const [asset, s] of sums) {
-    const escrowAccount = accountId.escrow(scope.escrow, asset as Asset);
-    const holdings = (await balances(db, { accounts: [escrowAccount] })).get(escrowAccount)?.balance ?? 0n;
-    const inChannels = (everyChannel.get(asset) ?? []).reduce((sum, id) => sum + balanceOf(accountId.channelAvailable(id)) + balanceOf(accountId.channelOwed(id)), 0n);
-    if (holdings !== inChannels) {
-      report({ severity: "missing", code: "ESCROW_INVARIANT", asset, expected: inChannels.toString(), actual: holdings.toString(),
-        cause: `ESCROW_HOLDINGS is ${holdings} but the channels' AVAILABLE + OWED add up to ${inChannels}: an entry touched one side only.` });
+    const holdingsAccount = accountId.escrow(scope.escrow, asset as Asset);
+    const pendingAccount = accountId.escrowPending(scope.escrow, asset as Asset);
+    const escrowBalances = await balances(db, { accounts: [holdingsAccount, pendingAccount] });
+    const holdings = escrowBalances.get(holdingsAccount)?.balance ?? 0n;
+    const pendingHeld = escrowBalances.get(pendingAccount)?.balance ?? 0n;
+    const ids = everyChannel.get(asset) ?? [];
+    const inChannels = ids.reduce((sum, id) => sum + balanceOf(accountId.channelAvailable(id)) + balanceOf(accountId.channelOwed(id)), 0n);
+    const shortfalls = ids.reduce((sum, id) => sum + balanceOf(accountId.channelShortfall(id)), 0n);
+    if (holdings + pendingHeld + shortfalls !== inChannels) {
+      report({ severity: "missing", code: "ESCROW_INVARIANT", asset, expected: inChannels.toString(), actual: (holdings + pendingHeld + shortfalls).toString(),
+        cause: `ESCROW_HOLDINGS ${holdings} + ESCROW_PENDING ${pendingHeld} + shortfalls ${shortfalls} differ from the channels' AVAILABLE + OWED (${inChannels}): an entry touched one side only.` });
     }
     // ESCROW_HOLDINGS covers every payee's channels in this database; ours are compared with the chain.
-    const ours = (everyChannel.get(asset)?.length ?? 0) === s.channels ? holdings : s.owed + s.available;
+    const ours = ids.length === s.channels ? holdings : s.owed + s.available - s.pending - s.shortfall;
     if (ours !== s.chainHoldings) {
-      const explained = ours - s.chainHoldings === s.depositLag;
-      report({ severity: explained ? "lag" : "missing", code: "ESCROW_HOLDINGS", asset, expected: s.chainHoldings.toString(), actual: ours.toString(),
-        cause: explained
-          ? `The ledger's escrow holdings are ahead of the chain by ${s.depositLag} of deposits awaiting confirmation.`
-          : `The ledger holds ${ours} in our channels but they hold ${s.chainHoldings} (deposit − claimed) on chain as of block ${comparedAt}.` });
+      report({ severity: "missing", code: "ESCROW_HOLDINGS", asset, expected: s.chainHoldings.toString(), actual: ours.toString(),
+        cause: `The ledger's confirmed escrow holdings for our channels are ${ours} but they hold ${s.chainHoldings} (deposit − claimed) on chain as of block ${comparedAt}.` });
     }
     const revenueAccount = accountId.revenue(scope.payee, asset as Asset);
     const revenue = (await balances(db, { accounts: [revenueAccount] })).get(revenueAccount)?.balance ?? 0n;
@@ -323,18 +369,21 @@ export async function reconcile(db: Db, options: ReconcileOptions): Promise<Reco
       escrowHoldingsLedger: holdings.toString(),
       escrowHoldingsChain: s.chainHoldings.toString(),
       deposited: s.deposited.toString(),
+      pending: s.pending.toString(),
       accepted: s.accepted.toString(),
       claimed: s.claimed.toString(),
       unclaimed: s.unclaimed.toString(),
       owed: s.owed.toString(),
       available: s.available.toString(),
+      shortfall: s.shortfall.toString(),
       revenue: revenue.toString(),
     });
   }
+  differences.push(...(await gasDifferences(db, scope, chain)));
   differences.push(...(await transactionWarnings(db, scope, options.stuckAfterSeconds ?? 600)));
 
   return {
-    ok: !differences.some((d) => d.severity === "missing"),
+    ok: !differences.some((d) => d.severity === "missing" || d.severity === "loss"),
     generatedAt: new Date().toISOString(),
     scope: { chainId: scope.chainId, escrow: scope.escrow, payee: scope.payee },
     blocks: { head: head.number.toString(), mirrored: mirrored?.toString() ?? null, comparedAt: comparedAt.toString() },
@@ -349,7 +398,7 @@ async function channelRows(db: Db, scope: MirrorScope): Promise<ChannelRow[]> {
   return db.$queryRaw<ChannelRow[]>`
     SELECT c.id, c.escrow, c.payer, c.payee, c.token, c.signer, c.withdraw_delay, c.salt, c.asset, c.deposit::text,
            c.claimed_on_chain::text, c.withdraw_ready_at, c.closed, c.accepted_cumulative::text,
-           c.booked_cumulative::text, COALESCE(s.total, 0)::text AS accepted_sum, v.cumulative_amount::text AS voucher_amount, v.signature AS voucher_signature
+           c.booked_cumulative::text, c.pending_booked::text, c.deposit_seen::text, c.withdraw_ready_at_seen, c.closed_seen, COALESCE(s.total, 0)::text AS accepted_sum, v.cumulative_amount::text AS voucher_amount, v.signature AS voucher_signature
     FROM channel c
     LEFT JOIN LATERAL (SELECT sum(p.price) AS total FROM payment p WHERE p.channel_id = c.id AND p.status = 'ACCEPTED') s ON true
     LEFT JOIN LATERAL (
@@ -377,14 +426,16 @@ async function bookedPerChannel(db: Db): Promise<Map<Hex, Booked>> {
     FROM posting p
     JOIN journal_entry e ON e.id = p.entry_id
     LEFT JOIN journal_entry r ON r.id = e.reverses_entry_id
-    WHERE COALESCE(r.kind, e.kind) IN ('DEPOSIT', 'CLAIM', 'REFUND') AND p.account_id LIKE 'channel:%'
+    WHERE COALESCE(r.kind, e.kind) IN ('DEPOSIT', 'DEPOSIT_PENDING', 'DEPOSIT_VOIDED', 'CLAIM', 'REFUND') AND p.account_id LIKE 'channel:%'
     GROUP BY p.account_id, COALESCE(r.kind, e.kind)`;
   const booked = new Map<Hex, Booked>();
   for (const row of rows) {
     const id = row.account_id.split(":")[1] as Hex;
     const b = booked.get(id) ?? { deposited: 0n, claimed: 0n, refunded: 0n };
     const net = BigInt(row.net_credit);
-    if (row.kind === "DEPOSIT") b.deposited += net;
+    // Deposits confirmed or pending, net of voids and reorgs; a shortfall booked against one counts as
+    // taken back (its debit is on the channel's SHORTFALL account).
+    if (row.kind === "DEPOSIT" || row.kind === "DEPOSIT_PENDING" || row.kind === "DEPOSIT_VOIDED") b.deposited += net;
     if (row.kind === "CLAIM") b.claimed -= net;
     if (row.kind === "REFUND") b.refunded -= net;
     booked.set(id, b);
@@ -435,15 +486,15 @@ export function formatReport(report: ReconcileReport): string {
   for (const a of report.assets) {
     lines.push(`\n${a.asset} — ${a.channels} channels`);
     lines.push(`  escrow holdings   ledger ${a.escrowHoldingsLedger}   chain ${a.escrowHoldingsChain}`);
-    lines.push(`  deposited ${a.deposited}   accepted ${a.accepted}   claimed ${a.claimed}   unclaimed ${a.unclaimed}`);
-    lines.push(`  owed ${a.owed}   available ${a.available}   revenue ${a.revenue}`);
+    lines.push(`  deposited ${a.deposited} (+ ${a.pending} pending)   accepted ${a.accepted}   claimed ${a.claimed}   unclaimed ${a.unclaimed}`);
+    lines.push(`  owed ${a.owed}   available ${a.available}   revenue ${a.revenue}${a.shortfall === "0" ? "" : `   REORG SHORTFALL ${a.shortfall}`}`);
   }
   lines.push("\ntrial balance:");
   for (const t of report.trialBalance) lines.push(`  ${t.asset}: debits ${t.debits} credits ${t.credits}${t.debits === t.credits ? "" : "  UNBALANCED"}`);
   const bySeverity = (s: Severity) => report.differences.filter((d) => d.severity === s);
   lines.push("");
   if (report.differences.length === 0) lines.push("No differences: chain, ledger and voucher store agree.");
-  for (const [severity, title] of [["missing", "MONEY MISSING"], ["warning", "needs attention"], ["lag", "lag (resolves by itself)"]] as const) {
+  for (const [severity, title] of [["missing", "MONEY MISSING"], ["loss", "REALISED LOSS"], ["warning", "needs attention"], ["lag", "lag (resolves while `paychan work` runs)"]] as const) {
     const found = bySeverity(severity);
     if (found.length === 0) continue;
     lines.push(`${title}: ${found.length}`);
@@ -454,4 +505,58 @@ export function formatReport(report: ReconcileReport): string {
     }
   }
   return lines.join("\n");
+}
+
+/** Channels with events the mirror could not book (chain_event_failure), with how many and why. */
+async function mirrorFailures(db: Db, scope: MirrorScope): Promise<Map<Hex, { events: number; error: string }>> {
+  const rows = await db.$queryRawUnsafe<{ channel_id: string; events: number; error: string }[]>(
+    `SELECT channel_id, count(*)::int AS events, max(error) AS error FROM chain_event_failure
+     WHERE cursor_id = $1 AND resolved_at IS NULL GROUP BY channel_id`,
+    cursorIdOf(scope),
+  );
+  return new Map(rows.map((r) => [r.channel_id as Hex, { events: r.events, error: r.error }]));
+}
+
+/**
+ * Gas booked against the receipts the chain holds now, for our recent final transactions (the last
+ * 200): a transaction no longer in its block, a different block, or another fee than booked is named;
+ * and the GAS_FEE entries standing must add up to the fees of the transactions still final.
+ */
+async function gasDifferences(db: Db, scope: MirrorScope, chain: ChainView): Promise<Difference[]> {
+  const found: Difference[] = [];
+  const txs = await db.$queryRawUnsafe<{ id: string; tx_hash: string | null; block_hash: string | null; fee: string | null; sender: string }[]>(
+    `SELECT t.id::text, t.tx_hash, t.block_hash, t.fee::text, t.sender FROM chain_tx t JOIN settlement_batch b ON b.chain_tx_id = t.id
+     WHERE b.escrow = $1 AND b.payee = $2 AND t.status IN ('CONFIRMED', 'FAILED') AND t.tx_hash IS NOT NULL
+     ORDER BY t.updated_at DESC LIMIT 200`,
+    scope.escrow.toLowerCase(),
+    scope.payee.toLowerCase(),
+  );
+  for (const tx of txs) {
+    const receipt = await chain.receipt(tx.tx_hash as Hex);
+    const fee = tx.fee === null ? 0n : BigInt(tx.fee);
+    if (!receipt) {
+      found.push({ severity: "missing", code: "GAS_NOT_ON_CHAIN", expected: "a receipt", actual: tx.tx_hash!,
+        cause: `Transaction ${tx.tx_hash} is booked final with ${fee} of gas, but the chain has no receipt for it (a reorg the watcher has not undone yet).` });
+    } else if (receipt.blockHash.toLowerCase() !== tx.block_hash || receipt.gasUsed * receipt.effectiveGasPrice !== fee) {
+      found.push({ severity: "missing", code: "GAS_MISMATCH", expected: (receipt.gasUsed * receipt.effectiveGasPrice).toString(), actual: fee.toString(),
+        cause: `Transaction ${tx.tx_hash}'s gas was booked from block ${tx.block_hash} but its receipt is now in block ${receipt.blockHash} for ${receipt.gasUsed * receipt.effectiveGasPrice}.` });
+    }
+  }
+  const senders = [...new Set(txs.map((t) => t.sender))];
+  for (const sender of senders) {
+    const [row] = await db.$queryRawUnsafe<{ booked: string; fees: string }[]>(
+      `SELECT
+         (SELECT COALESCE(sum(CASE p.side WHEN 'DEBIT' THEN p.amount ELSE -p.amount END), 0) FROM posting p
+          WHERE p.account_id = $1)::text AS booked,
+         (SELECT COALESCE(sum(fee), 0) FROM chain_tx WHERE sender = $2 AND chain_id = $3 AND status IN ('CONFIRMED', 'FAILED'))::text AS fees`,
+      accountId.gas(getAddress(sender), nativeAsset(scope.chainId)),
+      sender,
+      BigInt(scope.chainId),
+    );
+    if (row && row.booked !== row.fees) {
+      found.push({ severity: "missing", code: "GAS_MISMATCH", expected: row.fees, actual: row.booked,
+        cause: `GAS_EXPENSE of ${sender} books ${row.booked} but its final transactions' receipts add up to ${row.fees} (gas of a dropped transaction still booked?).` });
+    }
+  }
+  return found;
 }

@@ -2,7 +2,9 @@
 // is the outbox entry, written in the caller's transaction; signing assigns the nonce and records the
 // signed bytes and their hash BEFORE anything is broadcast, so a crash at any point leaves either
 // nothing sent or a known hash to look up — never a second transaction for the same intent. The gas a
-// final transaction spent is booked here, once, as a GAS_FEE entry keyed `gas:<txHash>`.
+// final transaction spent is booked here, as a GAS_FEE entry keyed `gas:<txHash>:<blockHash>`: from
+// the receipt of the block that holds it, reversed if a reorg drops that block (chainMirror.ts), and
+// booked again from the new receipt when it is mined again.
 import type { Address, Hex } from "viem";
 import type { PrismaClient } from "../generated/prisma/client.js";
 import type { ChainTxStatus } from "../generated/prisma/enums.js";
@@ -119,6 +121,8 @@ async function insertAttempt(db: Db, chainTxId: string, a: Omit<SignedAttempt, "
 export type FinalReceipt = {
   hash: Hex;
   blockNumber: bigint;
+  /** The block the receipt came from: the gas booked is that block's, undone if a reorg drops it. */
+  blockHash: Hex;
   gasUsed: bigint;
   effectiveGasPrice: bigint;
   success: boolean;
@@ -144,15 +148,23 @@ export async function finalizeTx(
     let feeEntryId: string | null = null;
     if (fee > 0n) {
       const { entry } = await postEntry(tx, {
-        idempotencyKey: `gas:${receipt.hash.toLowerCase()}`,
+        idempotencyKey: `gas:${receipt.hash.toLowerCase()}:${receipt.blockHash.toLowerCase()}`,
         ...flows.gasFee({ wallet: sender.address, asset: nativeAsset(sender.chainId), amount: fee }),
-        metadata: { chainTxId, gasUsed: receipt.gasUsed.toString(), effectiveGasPrice: receipt.effectiveGasPrice.toString() },
+        metadata: {
+          chainTxId,
+          txHash: receipt.hash.toLowerCase(),
+          blockNumber: receipt.blockNumber.toString(),
+          blockHash: receipt.blockHash.toLowerCase(),
+          gasUsed: receipt.gasUsed.toString(),
+          effectiveGasPrice: receipt.effectiveGasPrice.toString(),
+        },
       });
       feeEntryId = entry.id;
     }
     const status: ChainTxStatus = receipt.success ? "CONFIRMED" : "FAILED";
     await tx.$executeRaw`
       UPDATE chain_tx SET status = ${status}::chain_tx_status, tx_hash = ${receipt.hash.toLowerCase()}, block_number = ${receipt.blockNumber},
+             block_hash = ${receipt.blockHash.toLowerCase()},
              gas_used = ${receipt.gasUsed}, effective_gas_price = ${receipt.effectiveGasPrice.toString()}::numeric,
              fee = ${fee.toString()}::numeric, fee_entry_id = ${feeEntryId}::uuid,
              error = ${receipt.success ? null : "reverted on chain"}, updated_at = now()

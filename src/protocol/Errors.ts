@@ -19,6 +19,7 @@ export const errorStatus = {
   unknown_channel: 402,
   channel_closing: 402,
   channel_closed: 402,
+  channel_blocked: 402,
   insufficient_deposit: 402,
   cumulative_mismatch: 402,
   voucher_replayed: 402,

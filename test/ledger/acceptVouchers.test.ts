@@ -7,7 +7,8 @@ import { accountId } from "../../src/ledger/accounts.js";
 import { toBigInt } from "../../src/ledger/amount.js";
 import { nativeAsset, tokenAsset } from "../../src/ledger/asset.js";
 import { bookAccepted, voidPayment } from "../../src/ledger/booking.js";
-import { recordChainHead, saveChannel } from "../../src/ledger/channels.js";
+import { ChannelBooks } from "../../src/ledger/channelBooks.js";
+import { recordChainHead, saveChannel, type ChannelChainState } from "../../src/ledger/channels.js";
 import { openDatabase, type Database } from "../../src/ledger/db.js";
 import * as flows from "../../src/ledger/flows.js";
 import { accountsOutOfBalance, balanceOf, balances, postEntry, trialBalance } from "../../src/ledger/postings.js";
@@ -24,7 +25,16 @@ const context: AcceptContext = { chainId: CHAIN_ID, closingMarginSeconds: 600 };
 const address = (): Address => getAddress(toHex(randomBytes(20)));
 const signature = (): Hex => toHex(randomBytes(65));
 
-/** A new channel of the test token with `deposit` on chain (which saveChannel books in the ledger). */
+/** What the chain's head says about a channel. */
+const head = (deposit: bigint, state: Partial<ChannelChainState> = {}): ChannelChainState => ({
+  deposit,
+  claimedOnChain: 0n,
+  withdrawReadyAt: null,
+  closed: false,
+  ...state,
+});
+
+/** A new channel of the test token with `deposit` seen at the head (which saveChannel books, pending). */
 async function openChannel(db: Database, deposit: bigint, chainId = CHAIN_ID): Promise<Hex> {
   return saveChannel(db.prisma, {
     chainId,
@@ -35,12 +45,21 @@ async function openChannel(db: Database, deposit: bigint, chainId = CHAIN_ID): P
     signer: zeroAddress,
     withdrawDelay: 3600,
     salt: toHex(randomBytes(32)),
-    deposit,
+    head: head(deposit),
   });
 }
 
 function charge(channelId: Hex, cumulativeAmount: bigint, price: bigint, requestKey = unique("GET /quote")): VoucherCharge {
   return { channelId, cumulativeAmount, price, signature: signature(), requestKey };
+}
+
+/** The watcher confirms the channel's deposit total (moving it from pending to the escrow's holdings). */
+async function confirm(db: Database, id: Hex, total: bigint): Promise<void> {
+  await db.prisma.$transaction(async (tx) => {
+    const books = await ChannelBooks.load(tx, [id]);
+    books.confirmDeposit(books.get(id)!, total, unique(`chain:${id}`), {});
+    await books.write(tx);
+  });
 }
 
 async function accept(db: Database, charges: VoucherCharge[], ctx = context) {
@@ -51,26 +70,29 @@ const owed = (db: Database, id: Hex) => balanceOf(db.prisma, accountId.channelOw
 const available = (db: Database, id: Hex) => balanceOf(db.prisma, accountId.channelAvailable(id));
 
 describeEachDatabase("accepting vouchers", (db) => {
-  it("books each growth of a channel's deposit once, as the chain reports it", async () => {
+  it("books each growth of a deposit seen at the head once, as pending", async () => {
     const id = await openChannel(db(), 100n);
     const channel = await terms(db(), id);
-    await saveChannel(db().prisma, { ...channel, deposit: 100n });
-    await saveChannel(db().prisma, { ...channel, deposit: 250n, withdrawReadyAt: 1_900_000_000n });
-    await saveChannel(db().prisma, { ...channel, closed: false });
-    const entries = await db().prisma.journalEntry.findMany({ where: { idempotencyKey: { startsWith: `deposit:${id}:` } }, orderBy: { createdAt: "asc" } });
-    expect(entries.map((e) => e.idempotencyKey)).to.deep.equal([`deposit:${id}:100`, `deposit:${id}:250`]);
+    await saveChannel(db().prisma, { ...channel, head: head(100n) });
+    await saveChannel(db().prisma, { ...channel, head: head(250n, { withdrawReadyAt: 1_900_000_000n }) });
+    await saveChannel(db().prisma, channel);
+    const entries = await db().prisma.journalEntry.findMany({ where: { idempotencyKey: { startsWith: `pending:${id}:` } }, include: { postings: true } });
+    expect(entries.map((e) => [e.kind, e.postings.map((p) => toBigInt(p.amount))]).sort()).to.deep.equal([
+      ["DEPOSIT_PENDING", [100n, 100n]],
+      ["DEPOSIT_PENDING", [150n, 150n]],
+    ]);
     expect(await available(db(), id)).to.equal(250n);
     const row = await db().prisma.channel.findUniqueOrThrow({ where: { id } });
-    expect([toBigInt(row.deposit), row.withdrawReadyAt]).to.deep.equal([250n, 1_900_000_000n]);
+    expect([toBigInt(row.deposit), toBigInt(row.depositSeen), toBigInt(row.pendingBooked), row.withdrawReadyAtSeen]).to.deep.equal([0n, 250n, 250n, 1_900_000_000n]);
   });
 
   it("registers a channel once when several processes see it at the same moment", async () => {
     const config = { ...(await terms(db(), await openChannel(db(), 1n))), salt: toHex(randomBytes(32)) };
     // The gateway registers it with the deposit it read; the watcher creates it from ChannelOpened.
-    const ids = await Promise.all(Array.from({ length: 6 }, (_, i) => saveChannel(db().prisma, i % 2 ? { ...config, deposit: 70n } : config)));
+    const ids = await Promise.all(Array.from({ length: 6 }, (_, i) => saveChannel(db().prisma, i % 2 ? { ...config, head: head(70n) } : config)));
     expect(new Set(ids).size).to.equal(1);
     expect(await available(db(), ids[0]!)).to.equal(70n);
-    expect(await db().prisma.journalEntry.count({ where: { idempotencyKey: { startsWith: `deposit:${ids[0]}:` } } })).to.equal(1);
+    expect(await db().prisma.journalEntry.count({ where: { idempotencyKey: { startsWith: `pending:${ids[0]}:` } } })).to.equal(1);
   });
 
   it("books a realistic channel life exactly: deposit, vouchers, a void, a claim, gas and the refund", async () => {
@@ -78,6 +100,7 @@ describeEachDatabase("accepting vouchers", (db) => {
     const escrow = accountId.escrow(ESCROW, USD_TOKEN);
     const escrowBefore = await balanceOf(prisma, escrow);
     const id = await openChannel(db(), 1000n);
+    await confirm(db(), id, 1000n);
 
     // Two group commits of one voucher each, then the gateway books them.
     const results = [];
@@ -121,16 +144,19 @@ describeEachDatabase("accepting vouchers", (db) => {
     ]);
   });
 
-  it("keeps escrow holdings equal to the channels' available plus owed balances", async () => {
+  it("keeps escrow holdings plus pending deposits plus shortfalls equal to the channels' available plus owed balances", async () => {
     const prisma = db().prisma;
     await bookAccepted(db().sql);
-    const escrow = accountId.escrow(ESCROW, USD_TOKEN);
     // The database is shared with other suites: count only this escrow's channels.
     const ours = await prisma.channel.findMany({ where: { escrow: ESCROW, asset: USD_TOKEN }, select: { id: true } });
-    const channels = await balances(prisma, { accounts: ours.flatMap(({ id }) => [accountId.channelAvailable(id as Hex), accountId.channelOwed(id as Hex)]) });
+    const channels = await balances(prisma, {
+      accounts: ours.flatMap(({ id }) => [accountId.channelAvailable(id as Hex), accountId.channelOwed(id as Hex)]),
+    });
+    const shortfalls = await balances(prisma, { accounts: ours.map(({ id }) => accountId.channelShortfall(id as Hex)) });
     expect(channels.size).to.be.greaterThan(0);
-    const sum = [...channels.values()].reduce((total, b) => total + b.balance, 0n);
-    expect(await balanceOf(prisma, escrow)).to.equal(sum);
+    const sum = (m: typeof channels) => [...m.values()].reduce((total, b) => total + b.balance, 0n);
+    const escrow = (await balanceOf(prisma, accountId.escrow(ESCROW, USD_TOKEN))) + (await balanceOf(prisma, accountId.escrowPending(ESCROW, USD_TOKEN)));
+    expect(escrow + sum(shortfalls)).to.equal(sum(channels));
   });
 
   it("accepts several vouchers per channel in order, and books one entry per channel", async () => {
@@ -148,7 +174,7 @@ describeEachDatabase("accepting vouchers", (db) => {
   it("refuses each bad voucher with its own reason without failing the rest of the statement", async () => {
     const id = await openChannel(db(), 100n);
     const closed = await openChannel(db(), 100n);
-    await saveChannel(db().prisma, { ...(await terms(db(), closed)), closed: true });
+    await saveChannel(db().prisma, { ...(await terms(db(), closed)), head: head(100n, { closed: true }) });
     await accept(db(), [charge(id, 20n, 20n)]);
 
     const results = await accept(db(), [
@@ -180,7 +206,7 @@ describeEachDatabase("accepting vouchers", (db) => {
     const ctx = { chainId, closingMarginSeconds: 600 };
     const id = await openChannel(db(), 100n, chainId);
     const wallClock = BigInt(Math.floor(Date.now() / 1000));
-    await saveChannel(db().prisma, { ...(await terms(db(), id)), withdrawReadyAt: wallClock + 3_600n });
+    await saveChannel(db().prisma, { ...(await terms(db(), id)), head: head(100n, { withdrawReadyAt: wallClock + 3_600n }) });
     // The chain runs ahead of the servers' clocks (a dev chain moved with evm_increaseTime): an hour
     // of wall clock is only 100 s of chain time before the deadline.
     expect((await accept(db(), [charge(id, 1n, 1n)], ctx))[0]).to.include({ ok: true });
@@ -249,6 +275,7 @@ describeEachDatabase("accepting vouchers", (db) => {
 
   it("refuses a void once the charge was claimed, since the owed balance would go negative", async () => {
     const id = await openChannel(db(), 100n);
+    await confirm(db(), id, 100n);
     const [accepted] = await accept(db(), [charge(id, 10n, 10n)]);
     if (!accepted?.ok) throw new Error("not accepted");
     await bookAccepted(db().sql, [id]);
@@ -278,6 +305,7 @@ describeEachDatabase("accepting vouchers", (db) => {
 
   it("books every other channel when one channel's gap cannot be booked, and names that one", async () => {
     const [poisoned, healthy] = [await openChannel(db(), 100n), await openChannel(db(), 100n)];
+    await confirm(db(), poisoned, 100n);
     await accept(db(), [charge(poisoned, 10n, 10n), charge(healthy, 10n, 10n)]);
     await bookAccepted(db().sql, [poisoned]);
     await postEntry(db().prisma, { idempotencyKey: unique("chain"), ...flows.claim({ channelId: poisoned, escrow: ESCROW, asset: USD_TOKEN, amount: 10n, owed: 10n, payee: PAYEE }) });

@@ -99,13 +99,17 @@ describe("settlement in batches [postgres]", function () {
     expect(BigInt(item!.cumulativeAmount.toFixed())).to.equal(2n * PRICE);
   });
 
-  it("books a deposit the gateway already booked at first sight only once", async () => {
+  it("books a deposit the gateway saw first as pending, and the watcher's confirmation posts it once", async () => {
     const { paychan, settlement, payee } = await start();
     const [channel] = await openChannels(chain, payee, 1);
-    // The gateway sees the channel before the watcher does, and books its deposit (saveChannel).
+    // The gateway sees the channel before the watcher does, and books its deposit as pending (saveChannel).
     const seen = await (async () => {
       const state = await chain.escrow.read.getChannel([channel!.id]);
-      await saveChannel(paychan.db.prisma, { ...channel!.cfg, ...chain.location, deposit: state.deposit });
+      await saveChannel(paychan.db.prisma, {
+        ...channel!.cfg,
+        ...chain.location,
+        head: { deposit: state.deposit, claimedOnChain: state.claimed, withdrawReadyAt: null, closed: false },
+      });
       return state;
     })();
     expect(seen.deposit).to.equal(await chain.escrow.read.getChannel([channel!.id]).then((s) => s.deposit));
@@ -114,9 +118,16 @@ describe("settlement in batches [postgres]", function () {
     const sync = await settlement.watcher.syncOnce();
 
     expect(sync.mirrored).to.equal(2);
-    const deposits = await entriesOfKind(paychan, "DEPOSIT", [channel!.id]);
-    expect(deposits.map((e) => e.idempotencyKey.split(":")[0])).to.deep.equal(["deposit", "chain"]);
+    const pending = await entriesOfKind(paychan, "DEPOSIT_PENDING", [channel!.id]);
+    expect(pending.map((e) => e.postings.find((p) => p.accountId === accountId.channelAvailable(channel!.id))!.amount.toFixed())).to.deep.equal([seen.deposit.toString()]);
+    // Confirming the open moves the pending deposit into the escrow's holdings; the top-up, never
+    // seen pending, is credited to the channel directly.
+    const confirmed = await entriesOfKind(paychan, "DEPOSIT", [channel!.id]);
+    expect(confirmed.map((e) => e.idempotencyKey.split(":")[0])).to.deep.equal(["chain"]);
     expect(await balanceOf(paychan.db.prisma, accountId.channelAvailable(channel!.id))).to.equal(seen.deposit + PRICE);
+    const row = await paychan.db.prisma.channel.findUniqueOrThrow({ where: { id: channel!.id } });
+    expect([row.deposit.toFixed(), row.pendingBooked.toFixed()]).to.deep.equal([(seen.deposit + PRICE).toString(), "0"]);
+    expect(await balanceOf(paychan.db.prisma, accountId.escrowPending(chain.escrow.address, nativeAsset(chain.location.chainId)))).to.equal(0n);
   });
 
   it("claims everything unclaimed once per interval, and a restarted worker keeps the schedule", async () => {

@@ -185,6 +185,6 @@ describe("chain watcher and watchtower [postgres]", function () {
     expect(tx.txHash).to.equal(second!.txHash);
     for (const c of channels) expect(await claimedOnChain(chain, c.id)).to.equal(PRICE);
     expect(await entriesOfKind(paychan, "CLAIM", channels.map((c) => c.id))).to.have.length(2);
-    expect((await entriesOfKind(paychan, "GAS_FEE")).filter((e) => e.idempotencyKey === `gas:${second!.txHash}`)).to.have.length(1);
+    expect((await entriesOfKind(paychan, "GAS_FEE")).filter((e) => e.idempotencyKey === `gas:${second!.txHash}:${tx.blockHash}`)).to.have.length(1);
   });
 });

@@ -96,7 +96,7 @@ describe("settlement over a flaky RPC [postgres]", function () {
     expect(await balanceOf(paychan.db.prisma, accountId.revenue(payee.address, asset))).to.equal(40n * PRICE);
     const txs = await paychan.db.prisma.chainTx.findMany({ where: { sender: payee.address.toLowerCase() } });
     const landed = txs.filter((t) => t.txHash !== null);
-    expect(await paychan.db.prisma.journalEntry.count({ where: { kind: "GAS_FEE", idempotencyKey: { in: landed.map((t) => `gas:${t.txHash}`) } } })).to.equal(landed.length);
+    expect(await paychan.db.prisma.journalEntry.count({ where: { kind: "GAS_FEE", idempotencyKey: { in: landed.map((t) => `gas:${t.txHash}:${t.blockHash}`) } } })).to.equal(landed.length);
     await expectBalancedLedger(paychan);
     const report = await reconcilePaychan({ ...paychan, publicClient: chain.publicClient as PublicClient });
     expect(report.differences.filter((d) => d.severity !== "lag")).to.deep.equal([]);

@@ -106,10 +106,14 @@ export function restart(test: TestPaychan, options: SettlementOptions = {}): Set
   return createSettlement(test.paychan, { account: test.settler, ...options });
 }
 
-export async function entriesOfKind(paychan: Paychan, kind: "CLAIM" | "DEPOSIT" | "GAS_FEE" | "REFUND" | "REVERSAL", channelIds?: Hex[]) {
+export async function entriesOfKind(
+  paychan: Paychan,
+  kind: "CLAIM" | "DEPOSIT" | "DEPOSIT_PENDING" | "DEPOSIT_VOIDED" | "GAS_FEE" | "REFUND" | "REVERSAL",
+  channelIds?: Hex[],
+) {
   const entries = await paychan.db.prisma.journalEntry.findMany({ where: { kind }, include: { postings: true } });
   if (!channelIds) return entries;
-  const accounts = new Set(channelIds.flatMap((id) => [accountId.channelAvailable(id), accountId.channelOwed(id)]));
+  const accounts = new Set(channelIds.flatMap((id) => [accountId.channelAvailable(id), accountId.channelOwed(id), accountId.channelShortfall(id)]));
   return entries.filter((e) => e.postings.some((p) => accounts.has(p.accountId)));
 }
 

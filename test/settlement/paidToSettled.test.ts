@@ -54,9 +54,14 @@ describe("from paid requests to settled books [pglite]", function () {
     for (const id of ids) expect(await claimedOnChain(chain, id)).to.equal(4n * PRICE);
     expect(await entriesOfKind(paychan, "CLAIM", ids)).to.have.length(3);
     expect(await balanceOf(paychan.db.prisma, accountId.revenue(payee.address, nativeAsset(chain.location.chainId)))).to.equal(12n * PRICE);
-    // The gateway booked each deposit when the buyer first paid; the watcher recognized it.
-    const deposits = await entriesOfKind(paychan, "DEPOSIT", ids);
-    expect(deposits.map((e) => e.idempotencyKey.split(":")[0])).to.deep.equal(["deposit", "deposit", "deposit"]);
+    // The gateway booked each deposit as pending when the buyer first paid; the watcher confirmed it,
+    // moving it from ESCROW_PENDING into the escrow's holdings.
+    expect(await entriesOfKind(paychan, "DEPOSIT_PENDING", ids)).to.have.length(3);
+    const opened = await paychan.db.prisma.chainEvent.findMany({ where: { channelId: { in: ids }, name: "ChannelOpened" } });
+    expect(opened.filter((e) => e.entryId !== null)).to.have.length(3);
+    const rows = await paychan.db.prisma.channel.findMany({ where: { id: { in: ids } } });
+    expect(rows.map((r) => [r.deposit.toFixed(), r.pendingBooked.toFixed()])).to.deep.equal(ids.map(() => [DEPOSIT.toString(), "0"]));
+    expect(await balanceOf(paychan.db.prisma, accountId.escrowPending(chain.escrow.address, nativeAsset(chain.location.chainId)))).to.equal(0n);
     const reconciled = await reconcilePaychan(paychan);
     expect(reconciled.ok).to.equal(true);
     expect(reconciled.differences).to.deep.equal([]);
