@@ -1,7 +1,7 @@
 // The composition root: configuration → database (ledger + voucher store) → chain → gateway, and the
 // settlement (watcher, settlement worker, transaction manager) over the same pieces. The CLI, the demo
 // and the tests all assemble paychan through here.
-import express, { type Express, type RequestHandler } from "express";
+import express, { type Express, type RequestHandler, type Router } from "express";
 import { createPublicClient, http, type LocalAccount, type PublicClient } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { ChainChannelReader } from "./chain/ChainChannelReader.js";
@@ -20,6 +20,7 @@ import { bookAccepted } from "./ledger/booking.js";
 import { LedgerPaymentStore } from "./ledger/LedgerPaymentStore.js";
 import { reconcile, type ReconcileReport } from "./ledger/reconcile.js";
 import type { DecidedBatch } from "./ledger/settlementStore.js";
+import { consoleRouter } from "./ops/console/consoleRouter.js";
 
 export type Paychan = {
   config: Config;
@@ -237,4 +238,22 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
 /** For scripts and the demo: claims every accepted voucher now and waits until the ledger mirrors it. */
 export function runSettlementOnce(paychan: Paychan, account?: LocalAccount, options: { timeoutMs?: number } = {}): Promise<SettleNowReport> {
   return createSettlement(paychan, { account }).settleNow(options);
+}
+
+/**
+ * The operator console (a page and its JSON endpoints over this gateway's books), for the operator
+ * listener, never the public app: `authenticate` guards the endpoints (the operator token). Pass the
+ * `settlement` this process runs, if any, so the console can settle now.
+ */
+export function createConsole(paychan: Paychan, options: { authenticate: RequestHandler; settlement?: Settlement; explorerTxUrl?: string }): Router {
+  const { settlement } = options;
+  return consoleRouter({
+    sql: paychan.db.sql,
+    scope: scopeOf(paychan),
+    confirmations: paychan.config.CONFIRMATIONS,
+    authenticate: options.authenticate,
+    reconcile: () => reconcilePaychan(paychan),
+    settleNow: settlement && (() => settlement.settleNow()),
+    explorerTxUrl: options.explorerTxUrl,
+  });
 }
