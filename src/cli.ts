@@ -9,6 +9,7 @@
 //   paychan reconcile     compare chain, ledger and voucher store; exits 1 when money is missing
 //   paychan balances      the ledger's balances by kind, and its trial balance
 //   paychan channels      our channels and what is accepted, claimed and unclaimed on each
+//   paychan dashboard     what the operator console shows, as text or JSON
 import { readFile } from "node:fs/promises";
 import { Command, Option } from "commander";
 import { createPublicClient, createWalletClient, getAddress, http, type Abi, type Hex } from "viem";
@@ -19,6 +20,7 @@ import { toBigInt } from "./ledger/amount.js";
 import { LedgerError } from "./ledger/errors.js";
 import { balances, trialBalance } from "./ledger/postings.js";
 import { formatReport } from "./ledger/reconcile.js";
+import { dashboard, formatDashboard } from "./ops/dashboard.js";
 import { createApp, createSettlement, reconcilePaychan, scopeOf, startPaychan, type Paychan } from "./server.js";
 
 const program = new Command("paychan")
@@ -174,6 +176,18 @@ program
       );
       const unclaimed = channels.reduce((sum, c) => sum + c.unclaimed, 0n);
       console.log(`\n${channels.length} channel(s)${shown.length < channels.length ? ` (${shown.length} shown)` : ""}; ${unclaimed} accepted and not yet claimed`);
+    });
+  });
+
+program
+  .command("dashboard")
+  .description("what the operator console shows: exposure by risk, revenue, settlements and their gas, watcher lag, queue")
+  .option("--json", "print it as JSON (amounts as decimal strings of base units)")
+  .action(async (options: { json?: boolean }) => {
+    const config = loadConfig();
+    await withPaychan(config, async (paychan) => {
+      const report = await dashboard(paychan.db.sql, scopeOf(paychan), { confirmations: config.CONFIRMATIONS });
+      console.log(options.json ? JSON.stringify(report, null, 2) : formatDashboard(report));
     });
   });
 

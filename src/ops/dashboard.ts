@@ -75,8 +75,8 @@ type ExposureRow = {
 };
 
 const SCOPE = `c.chain_id = $1::bigint AND lower(c.escrow) = $2 AND lower(c.payee) = $3`;
-const CHAIN_NOW = `coalesce((SELECT h.block_timestamp + extract(epoch FROM statement_timestamp() - h.observed_at)::bigint
-                             FROM chain_head h WHERE h.chain_id = $1::bigint), extract(epoch FROM statement_timestamp())::bigint)`;
+const CHAIN_NOW = `coalesce((SELECT h.block_timestamp + floor(extract(epoch FROM statement_timestamp() - h.observed_at))::bigint
+                             FROM chain_head h WHERE h.chain_id = $1::bigint), floor(extract(epoch FROM statement_timestamp()))::bigint)`;
 
 function scopeParams(scope: MirrorScope): string[] {
   return [String(scope.chainId), scope.escrow.toLowerCase(), scope.payee.toLowerCase()];

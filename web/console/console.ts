@@ -180,7 +180,7 @@ function drawCharts(revenue: Revenue): void {
         width,
         height: 220,
         series: [{}, { label: `Accepted (${unit.symbol})`, stroke: "#0b57d0", width: 2 }, { label: `Claimed (${unit.symbol})`, stroke: "#136c2e", width: 2, dash: [6, 4] }],
-        axes: [{}, { size: 70 }],
+        axes: [{}, { size: 80, values: (_u, splits) => splits.map(axisNumber) }],
       },
       revenueData,
       $("revenue-chart"),
@@ -199,6 +199,11 @@ function drawCharts(revenue: Revenue): void {
       $("requests-chart"),
     );
   }
+}
+
+/** Axis labels with enough digits for tiny amounts ("0.00001", not "0"). */
+function axisNumber(value: number): string {
+  return value.toLocaleString("en-US", { maximumSignificantDigits: 3 });
 }
 
 /** For drawing only: the amount in whole units as a float (a chart's axis is a float). */
@@ -299,7 +304,9 @@ $("reconcile").onclick = () => guarded("reconciling", reconcile);
 $("settle").onclick = () =>
   guarded("settling", async () => {
     const result = await api<{ batches: number; channels: number; confirmed: number; total: string }>("api/settle", { method: "POST" });
+    // The books changed: show them, and check them again.
     await refresh();
+    await reconcile();
     return result.batches === 0
       ? "Nothing to settle: every accepted voucher is claimed or on its way."
       : `Settled: ${result.channels} channel(s) in ${result.batches} batch(es), ${result.confirmed} transaction(s) confirmed.`;
