@@ -149,14 +149,29 @@ async function connect(): Promise<string> {
   const publicClient = createPublicClient({ chain, transport: custom(source.provider), pollingInterval: 250 }) as PublicClient;
   const wallet = createWalletClient({ account, chain, transport: custom(source.provider) }) as Wallet;
   connection = { wallet, publicClient, source };
-  source.provider.on?.("chainChanged", () => void recheckChain());
-  source.provider.on?.("accountsChanged", () => location.reload());
+  if (!listening.has(source.provider)) {
+    listening.add(source.provider);
+    source.provider.on?.("chainChanged", () => void recheckChain());
+    source.provider.on?.("accountsChanged", (accounts) => accountsChanged(source, accounts as Address[]));
+  }
   if (terms.asset !== zeroAddress) unit = await erc20Unit(publicClient, terms.asset);
   showTerms();
   await refreshChain();
   return session && session.channel.config.payer !== account
     ? `Connected ${account}, but this session's channel belongs to ${session.channel.config.payer}: connect that account to top up or withdraw.`
     : `Connected ${account} on ${config.chain.name}.`;
+}
+
+/** Wallets this page already listens to (connecting twice must not add listeners twice). */
+const listening = new WeakSet<object>();
+
+/** Another account in the wallet: the page stops acting for the old one until connected again. */
+function accountsChanged(source: DiscoveredWallet, accounts: Address[]): void {
+  if (connection?.source !== source || accounts[0]?.toLowerCase() === connection.wallet.account.address.toLowerCase()) return;
+  connection = undefined;
+  $("account").textContent = "not connected";
+  status("ready", "Your wallet switched accounts: connect again to act for the new one.");
+  updateButtons();
 }
 
 async function recheckChain(): Promise<void> {
