@@ -336,16 +336,97 @@ describe("the wallet app and the operator console in Chromium", function () {
   }
 });
 
+describe("the wallet app with an ERC-20 seller in Chromium", function () {
+  const TOKEN_PRICE = 1_000n; // 0.001 tUSD (6 decimals) per article
+  let chain: EscrowFixture;
+  let paychan: Paychan | undefined;
+  let server: Server | undefined;
+  let browser: Promise<Browser> | undefined;
+
+  after(async () => {
+    await browser?.then((b) => b.close(), () => undefined);
+    server?.closeAllConnections();
+    await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
+    await paychan?.close();
+  });
+
+  it("finds a wallet that only sets window.ethereum, opens a token channel with a permit and one transaction, and pays in tokens", async () => {
+    browser = chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    chain = await deployEscrow();
+    paychan = await startPaychan(
+      loadConfig({
+        DATABASE_URL: "pglite:memory",
+        ESCROW_ADDRESS: chain.escrow.address,
+        PAYEE_ADDRESS: chain.payee.account.address,
+        ASSET: chain.token.address,
+        MIN_WITHDRAW_DELAY: String(WITHDRAW_DELAY),
+        CONFIRMATIONS: "0",
+      }),
+      { publicClient: chain.publicClient as unknown as PublicClient },
+    );
+    const articles = sampleArticles(TOKEN_PRICE);
+    const app = createApp(paychan, articles.routes, articles.handlers);
+    app.use(walletApp({ routes: [{ label: "An article", url: "/api/articles/permit" }], articlesUrl: "/articles", chain: { name: "test chain" } }));
+    server = app.listen(0, "127.0.0.1");
+    await new Promise((resolve) => server!.once("listening", resolve));
+    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+    const context = await (await browser).newContext({ viewport: { width: 1100, height: 900 } });
+    const state = { chainId: chain.location.chainId, allowSwitch: false, prompts: [] as string[] };
+    await injectWallet(context, chain, state, { eip6963: false });
+    const errors: string[] = [];
+    const page = await context.newPage();
+    page.on("pageerror", (e) => errors.push(e.message));
+    page.on("console", (m) => m.type() === "error" && !EXPECTED_NETWORK_ERRORS.test(m.text()) && errors.push(m.text()));
+
+    await page.goto(`${origin}/wallet`);
+    await settled(page);
+    expect(await page.locator("#wallets label").allTextContents()).to.deep.equal(["Browser wallet (window.ethereum)"]);
+    await page.click("#connect");
+    await settled(page);
+    // The token's own symbol and decimals, read through the wallet once connected.
+    expect(await page.textContent("#t-asset")).to.equal(`tUSD (${getAddress(chain.token.address)})`);
+    expect(await page.locator("#terms-routes td.num").allTextContents()).to.deep.equal(["0.001 tUSD"]);
+    expect(await page.isChecked('input[name="funding"][value="permit"]')).to.equal(true);
+    const balanceBefore = await chain.token.read.balanceOf([chain.payer.account.address]);
+    state.prompts.length = 0;
+    await page.fill("#deposit-amount", "0.05");
+    await page.click("#open");
+    await settled(page);
+    expect(state.prompts).to.deep.equal(["eth_signTypedData_v4", "eth_sendTransaction"]);
+    const channelId = (await page.textContent("#channel-id")) as Hex;
+    const deposited = await chain.token.read.balanceOf([chain.payer.account.address]);
+    expect(balanceBefore - deposited).to.equal(50_000n);
+    expect((await chain.escrow.read.getChannel([channelId])).deposit).to.equal(50_000n);
+
+    await page.goto(`${origin}/articles`);
+    await settled(page);
+    await page.locator("article.item button").first().click();
+    await settled(page);
+    expect(await page.textContent("#accepted")).to.equal("0.001 tUSD");
+    const payment = await paychan.db.prisma.payment.findFirstOrThrow({ where: { channelId } });
+    expect(toBigInt(payment.price)).to.equal(TOKEN_PRICE);
+    await page.screenshot({ path: `${SHOTS}articles-erc20.png`, fullPage: true });
+    expect(errors).to.deep.equal([]);
+  });
+});
+
 /** The session the wallet page keeps, read from IndexedDB in the page (serialized for the test). */
 declare function readSession(): Promise<{ key: Hex; channel: { id: Hex; config: { withdrawDelay: number } } }>;
 
 /**
- * An EIP-6963 wallet in every page of `context`: it announces itself as "Test Wallet", answers for
+ * A wallet in every page of `context`, announced with EIP-6963 as "Test Wallet" (or only set as
+ * window.ethereum, as older wallets do): it answers for
  * the chain's payer account, is on `state.chainId` and switches only when `state.allowSwitch`; every
  * other request goes to the EDR node, whose accounts are unlocked. Requests that would prompt a real
  * wallet's user are recorded in `state.prompts`.
  */
-async function injectWallet(context: BrowserContext, chain: EscrowFixture, state: { chainId: number; allowSwitch: boolean; prompts: string[] }) {
+async function injectWallet(
+  context: BrowserContext,
+  chain: EscrowFixture,
+  state: { chainId: number; allowSwitch: boolean; prompts: string[] },
+  { eip6963 = true } = {},
+) {
   const payer = getAddress(chain.payer.account.address);
   await context.exposeFunction("paychanTestWallet", async (json: string) => {
     const { method, params } = JSON.parse(json) as { method: string; params?: unknown[] };
@@ -367,7 +448,7 @@ async function injectWallet(context: BrowserContext, chain: EscrowFixture, state
     }
   });
   // A string, not a function: tsx compiles functions with helpers (__name) that the page does not have.
-  await context.addInitScript({ content: INJECTED_WALLET });
+  await context.addInitScript({ content: `window.paychanTestWalletMode = ${JSON.stringify(eip6963 ? "eip6963" : "window.ethereum")};\n${INJECTED_WALLET}` });
 }
 
 const INJECTED_WALLET = `
@@ -386,9 +467,13 @@ const INJECTED_WALLET = `
     icon: "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 20 20'%3E%3Crect width='20' height='20' rx='4' fill='%230b57d0'/%3E%3C/svg%3E",
     rdns: "local.paychan.test-wallet",
   };
-  const announce = () => window.dispatchEvent(new CustomEvent("eip6963:announceProvider", { detail: Object.freeze({ info, provider }) }));
-  window.addEventListener("eip6963:requestProvider", announce);
-  announce();
+  if (window.paychanTestWalletMode === "eip6963") {
+    const announce = () => window.dispatchEvent(new CustomEvent("eip6963:announceProvider", { detail: Object.freeze({ info, provider }) }));
+    window.addEventListener("eip6963:requestProvider", announce);
+    announce();
+  } else {
+    window.ethereum = provider; // an older wallet that only injects itself
+  }
   // For the test: the session as the wallet page stored it.
   window.readSession = () => new Promise((resolve, reject) => {
     const open = indexedDB.open("paychan-wallet");
