@@ -12,7 +12,6 @@ import express from "express";
 import { network } from "hardhat";
 import { parseEther, toHex, type PublicClient } from "viem";
 import { generatePrivateKey, mnemonicToAccount, privateKeyToAccount } from "viem/accounts";
-import { escrowAbi } from "../src/chain/escrowAbi.js";
 import { loadConfig } from "../src/config.js";
 import { requireBearerToken } from "../src/ops/console/bearerToken.js";
 import { createApp, createConsole, createSettlement, startPaychan } from "../src/server.js";
@@ -43,7 +42,7 @@ const escrow = await viem.deployContract("PaychanEscrow");
 // The settlement key: a fresh operator the seller approves, as in production (the payee's own key stays cold).
 const operator = privateKeyToAccount(generatePrivateKey());
 await deployer!.sendTransaction({ to: operator.address, value: parseEther("10") });
-await seller!.writeContract({ address: escrow.address, abi: escrowAbi, functionName: "setOperator", args: [operator.address, true] });
+await escrow.write.setOperator([operator.address, true], { account: seller!.account });
 
 const config = loadConfig({
   DATABASE_URL: env.DATABASE_URL || "pglite:memory",

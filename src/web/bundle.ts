@@ -32,6 +32,8 @@ async function buildEntry(entry: string): Promise<Bundle> {
     sourcemap: false,
     legalComments: "none",
     logLevel: "silent",
+    // Where package.json maps `paychan/*` to built files, this condition picks the TypeScript sources.
+    conditions: ["paychan-source"],
   });
   const text = (ext: string) => result.outputFiles.find((f) => f.path.endsWith(ext))?.text ?? "";
   return { js: text(".js"), css: text(".css") };
