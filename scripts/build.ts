@@ -1,11 +1,14 @@
 // Builds the package into dist/: the TypeScript compiled to ESM with declarations and source maps
-// (tsconfig.build.json), plus the escrow's compiled artifact and JSON ABI in dist/contracts. Run through
+// (tsconfig.build.json), plus the escrow's compiled artifact and JSON ABI in dist/contracts and the
+// browser apps' bundles in dist/web/bundles. Run through
 // `npm run build` (which compiles the contracts and generates the Prisma client first); `npm pack`
 // runs it by itself. It refuses to package an artifact whose ABI differs from the one the SDK is typed
 // with, so the shipped bytecode and bindings always agree.
 import { execFileSync } from "node:child_process";
 import { isDeepStrictEqual } from "node:util";
-import { chmod, copyFile, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
+import { buildBundle, prebuiltPath } from "../src/web/bundle.js";
 
 const artifactPath = "artifacts/contracts/PaychanEscrow.sol/PaychanEscrow.json";
 const abiPath = "src/contracts/PaychanEscrow.abi.json";
@@ -24,4 +27,12 @@ const { buildInfoId: _buildInfoId, inputSourceName: _inputSourceName, ...shipped
 await writeFile("dist/contracts/PaychanEscrow.json", `${JSON.stringify(shipped, null, 2)}\n`);
 await copyFile(abiPath, "dist/contracts/PaychanEscrow.abi.json");
 await chmod("dist/cli.js", 0o755);
+// The browser apps, bundled once here so that an installed package serves them without esbuild.
+for (const entry of ["wallet/wallet.ts", "articles/articles.ts", "console/console.ts"]) {
+  const built = await buildBundle(entry);
+  const base = prebuiltPath(entry).pathname.replace(`${process.cwd()}/src/`, "dist/");
+  await mkdir(dirname(base), { recursive: true });
+  await writeFile(`${base}.js`, built.js);
+  if (built.css) await writeFile(`${base}.css`, built.css);
+}
 console.log("built dist/");

@@ -12,6 +12,7 @@
 //   paychan balances        the ledger's balances by kind, and its trial balance
 //   paychan channels        our channels and what is accepted, claimed, unclaimed and lost on each
 //   paychan config          every environment variable: its value, default and meaning
+//   paychan dashboard       what the operator console shows, as text or JSON
 import type { RequestListener } from "node:http";
 import { Command, Option } from "commander";
 import { createWalletClient, getAddress, http, isAddress, type Address, type Hex } from "viem";
@@ -52,6 +53,7 @@ import {
   startPaychan,
   type Paychan,
 } from "./server.js";
+import { dashboard, formatDashboard } from "./ops/dashboard.js";
 
 const program = new Command("paychan")
   .description("Payment-channel micropayments: operate the gateway, its settlement and its books.")
@@ -355,6 +357,18 @@ program
         const total = lost.reduce((sum, c) => sum + c.lost, 0n);
         console.log(`${total} lost on ${lost.length} closed channel(s): accepted, but not claimed before the channel closed, so the escrow refunded it to the payer`);
       }
+    });
+  });
+
+program
+  .command("dashboard")
+  .description("what the operator console shows: exposure by risk, revenue, settlements and their gas, watcher lag, queue")
+  .option("--json", "print it as JSON (amounts as decimal strings of base units)")
+  .action(async (options: { json?: boolean }) => {
+    const config = loadConfig();
+    await withPaychan(config, async (paychan) => {
+      const report = await dashboard(paychan.db.sql, scopeOf(paychan), { confirmations: paychan.confirmations });
+      console.log(options.json ? JSON.stringify(report, null, 2) : formatDashboard(report));
     });
   });
 

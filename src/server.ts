@@ -1,7 +1,7 @@
 // The composition root: configuration → database (ledger + voucher store) → chain → gateway, and the
 // settlement (watcher, settlement worker, transaction manager) over the same pieces. The CLI, the demo
 // and the tests all assemble paychan through here.
-import express, { type Express, type RequestHandler } from "express";
+import express, { type Express, type RequestHandler, type Router } from "express";
 import { BaseError, HttpRequestError, TimeoutError, createPublicClient, http, type Hex, type LocalAccount, type PublicClient } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { ChainChannelReader } from "./chain/ChainChannelReader.js";
@@ -23,7 +23,8 @@ import { reconcile, type ReconcileReport } from "./ledger/reconcile.js";
 import { toBigInt } from "./ledger/amount.js";
 import { batchIdOf, claimCandidates, type DecidedBatch } from "./ledger/settlementStore.js";
 import { QuietLog } from "./ops/log.js";
-import { answerFailures, createOperatorApp } from "./ops/operatorApp.js";
+import { answerFailures, createOperatorApp, guard } from "./ops/operatorApp.js";
+import { consoleRouter } from "./ops/console/consoleRouter.js";
 
 export type Paychan = {
   /** The configuration, CONFIRMATIONS resolved for the chain. */
@@ -144,8 +145,10 @@ export function createApp(
  * The operator's endpoints, for their own listener (OPERATOR_HOST, OPERATOR_PORT), behind
  * OPERATOR_TOKEN when set: GET /reconcile (the books compared with the chain) and GET /healthz.
  */
-export function createOperatorEndpoints(paychan: Paychan): Express {
-  const app = createOperatorApp({ host: paychan.config.OPERATOR_HOST, token: paychan.config.OPERATOR_TOKEN });
+export function createOperatorEndpoints(paychan: Paychan, options: { settlement?: Settlement } = {}): Express {
+  const access = { host: paychan.config.OPERATOR_HOST, token: paychan.config.OPERATOR_TOKEN };
+  const console = createConsole(paychan, { authenticate: guard(access), settlement: options.settlement });
+  const app = createOperatorApp(access, [{ path: "/admin", router: console }]);
   app.get("/healthz", (_req, res) => res.json({ ok: true }));
   app.get("/reconcile", (_req, res, next) => {
     reconcilePaychan(paychan).then((report) => res.json(report), next);
@@ -466,4 +469,22 @@ async function outcomesOf(paychan: Paychan, batchIds: string[]): Promise<Pick<Se
 /** For scripts and the demo: claims every accepted voucher now and waits until the ledger mirrors it. */
 export function runSettlementOnce(paychan: Paychan, account?: LocalAccount, options: { timeoutMs?: number } = {}): Promise<SettleNowReport> {
   return createSettlement(paychan, { account }).settleNow(options);
+}
+
+/**
+ * The operator console (a page and its JSON endpoints over this gateway's books), for the operator
+ * listener, never the public app: `authenticate` guards the endpoints (the operator token). Pass the
+ * `settlement` this process runs, if any, so the console can settle now.
+ */
+export function createConsole(paychan: Paychan, options: { authenticate: RequestHandler; settlement?: Settlement; explorerTxUrl?: string }): Router {
+  const { settlement } = options;
+  return consoleRouter({
+    sql: paychan.db.sql,
+    scope: scopeOf(paychan),
+    confirmations: paychan.confirmations,
+    authenticate: options.authenticate,
+    reconcile: () => reconcilePaychan(paychan),
+    settleNow: settlement && (() => settlement.settleNow()),
+    explorerTxUrl: options.explorerTxUrl,
+  });
 }

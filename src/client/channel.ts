@@ -89,6 +89,38 @@ export async function topUp(wallet: Wallet, publicClient: PublicClient, channel:
   await confirm(publicClient, hash);
 }
 
+/**
+ * Starts the payer's timed withdrawal: after the channel's withdrawDelay the payer may finalize and
+ * take back everything not claimed. Returns the time (unix seconds, chain time) it becomes ready.
+ * The payee may claim until then; sellers stop accepting vouchers some time before (closingMarginSeconds).
+ */
+export async function requestWithdrawal(wallet: Wallet, publicClient: PublicClient, channel: OpenedChannel): Promise<bigint> {
+  const hash = await wallet.writeContract({
+    address: channel.location.escrow,
+    abi: escrowAbi,
+    functionName: "requestWithdrawal",
+    args: [channel.config],
+    chain: wallet.chain,
+  });
+  await confirm(publicClient, hash);
+  return (await readChannel(publicClient, channel)).withdrawReadyAt;
+}
+
+/** Ends a withdrawal whose deadline has passed: the refund (deposit − claimed) goes to the payer. */
+export async function finalizeWithdrawal(wallet: Wallet, publicClient: PublicClient, channel: OpenedChannel): Promise<void> {
+  const hash = await wallet.writeContract({
+    address: channel.location.escrow,
+    abi: escrowAbi,
+    functionName: "finalizeWithdrawal",
+    args: [channel.config],
+    chain: wallet.chain,
+  });
+  await confirm(publicClient, hash);
+}
+
+/** `withdrawReadyAt` of a channel that is closed for good (the escrow's CLOSED). */
+export const CLOSED = 2n ** 64n - 1n;
+
 export async function readChannel(publicClient: PublicClient, channel: OpenedChannel) {
   return publicClient.readContract({
     address: channel.location.escrow,

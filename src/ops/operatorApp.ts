@@ -1,4 +1,4 @@
-// The operator's HTTP endpoints (today GET /reconcile; metrics and an admin console mount here too)
+// The operator's HTTP endpoints (GET /reconcile, the console at /admin; metrics mount here too)
 // live on their own listener, never on the public gateway: by default bound to loopback, and beyond
 // loopback only with a bearer token (OPERATOR_TOKEN), compared in constant time. Whoever adds an
 // operator endpoint mounts it on the app `createOperatorApp` returns and gets the check for free.
@@ -32,13 +32,25 @@ export function isLoopback(host: string): boolean {
   return v6 === "::1" || v6.startsWith("::ffff:127.");
 }
 
-/** An Express app with the access check in front; mount operator endpoints on it. */
-export function createOperatorApp(access: OperatorAccess): Express {
+/**
+ * An Express app with the access check in front; mount operator endpoints on it. `pages` are mounted
+ * before the check: a browser loading a page cannot send a bearer header, so a page (which holds no
+ * data) is served to anyone who reaches the listener and guards its own data endpoints with
+ * `guard(access)`.
+ */
+export function createOperatorApp(access: OperatorAccess, pages: { path: string; router: RequestHandler }[] = []): Express {
   checkOperatorAccess(access);
   const app = express();
   app.disable("x-powered-by");
+  for (const page of pages) app.use(page.path, page.router);
   if (access.token) app.use(requireToken(access.token));
   return app;
+}
+
+/** The check an operator page's data endpoints need: the token when one is configured (on loopback
+ * without one, none, like every other operator endpoint). */
+export function guard(access: OperatorAccess): RequestHandler {
+  return access.token ? requireToken(access.token) : (_req, _res, next) => next();
 }
 
 /** Mount last: an endpoint that failed (its chain or database did not answer) answers 503 with the
@@ -47,7 +59,8 @@ export const answerFailures: ErrorRequestHandler = (error: unknown, _req, res, _
   res.status(503).json({ error: "unavailable", message: messageOf(error) });
 };
 
-function requireToken(token: string): RequestHandler {
+/** Requires `Authorization: Bearer <token>`, compared in constant time. */
+export function requireToken(token: string): RequestHandler {
   // Compare digests: equal length whatever the caller sent, so the comparison leaks no length.
   const expected = digest(token);
   return (req, res, next) => {
