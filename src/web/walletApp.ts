@@ -3,7 +3,7 @@
 // over HTTP (its 402s and paid routes) and to the chain through the buyer's wallet.
 import { readFile } from "node:fs/promises";
 import express, { type Router } from "express";
-import type { WalletConfig } from "../../web/shared/config.js";
+import type { WalletConfig } from "./WalletConfig.js";
 import { bundle } from "./bundle.js";
 
 export type { WalletConfig };

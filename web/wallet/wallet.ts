@@ -22,7 +22,7 @@ import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { CLOSED, finalizeWithdrawal, openChannel, readChannel, requestWithdrawal, topUp, type Wallet } from "paychan/client";
 import { HEADERS, chainIdOf, decodePaymentRequired, type PaymentRequirements } from "paychan/protocol";
 import "../shared/style.css";
-import type { WalletConfig } from "../shared/config.js";
+import type { WalletConfig } from "../../src/web/WalletConfig.js";
 import { formatAmount, formatDuration, shortHex } from "../shared/format.js";
 import { $, element, isBusy, run, status } from "../shared/page.js";
 import { parseSessionExport } from "../shared/sessionExport.js";
