@@ -12,6 +12,12 @@
 // | GAS_EXPENSE       | gas:<address>:<asset>               | debit  | no   | native coin spent on transaction fees               |
 // | FIAT_CASH         | cash:<processor>:<asset>            | debit  | no   | fiat held at a card processor or bank               |
 // | FIAT_PAYABLE      | payable:<party>:<asset>             | credit | yes  | fiat owed to a customer or seller                   |
+// | FIAT_CLEARING     | clearing:<processor>:<asset>        | debit  | no   | card money at the processor (its platform balance)  |
+// | CUSTOMER_CREDIT   | credit:<creditAccountId>            | credit | no   | a buyer's prepaid credit; refunds may take it < 0   |
+// | SELLER_PAYABLE    | seller:<seller>:<asset>             | credit | no   | credit spent with a seller, not yet paid out        |
+// | PAYOUTS_IN_TRANSIT| payouts:<processor>:<asset>         | credit | yes  | payouts pending at the processor (two-phase)        |
+//
+// Fiat assets (`fiat:USD`) count millionths of the currency's unit, so $0.001 is 1,000 base units.
 //
 // Invariant per escrow and asset: ESCROW_HOLDINGS = Σ CHANNEL_AVAILABLE + Σ CHANNEL_OWED.
 import type { Address, Hex } from "viem";
@@ -29,6 +35,10 @@ export const chartOfAccounts: Record<AccountKind, AccountRules> = {
   GAS_EXPENSE: { normalSide: "DEBIT", nonNegative: false },
   FIAT_CASH: { normalSide: "DEBIT", nonNegative: false },
   FIAT_PAYABLE: { normalSide: "CREDIT", nonNegative: true },
+  FIAT_CLEARING: { normalSide: "DEBIT", nonNegative: false },
+  CUSTOMER_CREDIT: { normalSide: "CREDIT", nonNegative: false },
+  SELLER_PAYABLE: { normalSide: "CREDIT", nonNegative: false },
+  PAYOUTS_IN_TRANSIT: { normalSide: "CREDIT", nonNegative: true },
 };
 
 export const accountId = {
@@ -40,6 +50,10 @@ export const accountId = {
   gas: (address: Address, asset: Asset) => `gas:${address}:${asset}`,
   cash: (processor: string, asset: Asset) => `cash:${processor}:${asset}`,
   payable: (party: string, asset: Asset) => `payable:${party}:${asset}`,
+  clearing: (processor: string, asset: Asset) => `clearing:${processor}:${asset}`,
+  customerCredit: (creditAccountId: string) => `credit:${creditAccountId}`,
+  sellerPayable: (seller: string, asset: Asset) => `seller:${seller}:${asset}`,
+  payoutsInTransit: (processor: string, asset: Asset) => `payouts:${processor}:${asset}`,
 };
 
 const kindByPrefix: Record<string, AccountKind> = {
@@ -49,6 +63,10 @@ const kindByPrefix: Record<string, AccountKind> = {
   gas: "GAS_EXPENSE",
   cash: "FIAT_CASH",
   payable: "FIAT_PAYABLE",
+  clearing: "FIAT_CLEARING",
+  credit: "CUSTOMER_CREDIT",
+  seller: "SELLER_PAYABLE",
+  payouts: "PAYOUTS_IN_TRANSIT",
 };
 
 /** The kind an account id names under the scheme above, or undefined for an id outside it. */
