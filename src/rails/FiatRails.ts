@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import { applyFiatEvent, creditBalance, noteTopUpSession, recordTopUp, type EventOutcome } from "../ledger/credit.js";
 import type { Asset } from "../ledger/asset.js";
 import { creditAsset, minorToBase } from "../ledger/currency.js";
+import { bookCredit } from "../ledger/creditBooking.js";
 import { firstFiatActivity, reconcileFiat, type FiatReport } from "../ledger/fiatReconcile.js";
 import { notePayoutProgress, postPayout, sellersWithDestination, startPayout, voidPayout, type PayoutRecord } from "../ledger/payouts.js";
 import type { Database } from "../ledger/db.js";
@@ -86,6 +87,8 @@ export class FiatRails {
    * idempotency keys, so a run after a timeout never pays twice.
    */
   async runPayouts(): Promise<PayoutOutcome[]> {
+    // Earnings a gateway has not booked yet count too.
+    await bookCredit(this.db.sql);
     const outcomes: PayoutOutcome[] = [];
     for (const { seller, destination } of await sellersWithDestination(this.db.prisma)) {
       const payout = await startPayout(this.db.prisma, {
