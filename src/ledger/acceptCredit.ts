@@ -16,6 +16,7 @@
 // committed row, so two replicas cannot spend the same credit. The journal is not written here:
 // creditBooking.ts books spent credit per account in aggregate, off the hot path.
 import { randomUUID } from "node:crypto";
+import { runWithRetry } from "./acceptVouchers.js";
 import { postgresError } from "./errors.js";
 import type { Sql } from "./sql.js";
 
@@ -105,7 +106,7 @@ async function acceptDistinct(sql: Sql, charges: CreditCharge[]): Promise<Credit
   const paymentIds = sorted.map(() => randomUUID());
   let rows: Row[];
   try {
-    rows = await sql.query<Row>(
+    rows = await runWithRetry(() => sql.query<Row>(
       SPEND,
       [
         sorted.map((c) => c.keyId),
@@ -116,7 +117,7 @@ async function acceptDistinct(sql: Sql, charges: CreditCharge[]): Promise<Credit
         sorted.map((c) => c.requestKey),
       ],
       "paychan_spend_credit",
-    );
+    ));
   } catch (error) {
     // An identical request that another process committed after this statement's snapshot trips the
     // unique index and fails the whole statement: decide each alone, so only that one is refused.
