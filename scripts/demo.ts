@@ -2,7 +2,10 @@
 // behind the paywall; three buyers each open a channel with one wallet transaction and pay requests
 // with session-key vouchers over real HTTP; the settlement worker claims all channels in one batch,
 // the chain watcher mirrors the claim into the ledger, a payer's withdrawal is caught by the
-// watchtower, and reconciliation prints a clean report. Run: npm run demo
+// watchtower, and reconciliation prints a clean report. Beside them a card buyer without a wallet
+// tops up prepaid credit through Stripe (the real SDK against a local fake of Stripe's API, the
+// webhook signed with the test secret and delivered over HTTP), pays the same route with an API key,
+// and the seller is paid out through Stripe Connect. Run: npm run demo
 import type { AddressInfo } from "node:net";
 import { network } from "hardhat";
 import { formatEther, parseEther, type PublicClient } from "viem";
@@ -14,10 +17,13 @@ import { loadConfig } from "../src/config.js";
 import { balances, trialBalance } from "../src/ledger/postings.js";
 import { HEADERS, decodeReceipt } from "../src/protocol/wire.js";
 import { formatReport } from "../src/ledger/reconcile.js";
-import { createApp, createSettlement, reconcilePaychan, startPaychan } from "../src/server.js";
+import { createApp, createOperatorEndpoints, createSettlement, reconcilePaychan, startPaychan } from "../src/server.js";
+import { formatBase } from "../src/ledger/currency.js";
+import { signWebhook, startFakeStripe } from "../test/helpers/fakeStripe.js";
 
 const REQUESTS = 120; // by the first buyer; the two others pay 20 each
 const PRICE = parseEther("0.00001"); // per request, in wei
+const PRICE_USD = "0.01"; // the same request paid from card-funded credit
 const started = performance.now();
 const step = (text: string) => console.log(`\n▸ ${text}`);
 const eth = (wei: bigint) => `${formatEther(wei)} ETH`;
@@ -29,23 +35,34 @@ const [deployer, buyerWallet, sellerWallet, secondBuyer, thirdBuyer] = await vie
 const escrow = await viem.deployContract("PaychanEscrow");
 console.log(`  escrow ${escrow.address} on chain ${await publicClient.getChainId()}`);
 
-step("Starting the seller: embedded Postgres (PGlite), the gateway, one paywalled route");
+step("Starting the seller: embedded Postgres (PGlite), the gateway, one paywalled route, Stripe for card buyers");
+const stripe = await startFakeStripe();
+const WEBHOOK_SECRET = "whsec_demo_only";
 const config = loadConfig({
   DATABASE_URL: "pglite:memory",
   ESCROW_ADDRESS: escrow.address,
   PAYEE_ADDRESS: sellerWallet!.account.address,
   MIN_WITHDRAW_DELAY: "3600",
   CONFIRMATIONS: "0", // the in-process chain mines each transaction at once and never reorgs
+  STRIPE_SECRET_KEY: "sk_test_demo_only",
+  STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+  STRIPE_API_BASE: stripe.url, // a local fake of Stripe's API: the demo stays offline
+  STRIPE_SELLER_ACCOUNT: "acct_1DemoSeller",
+  PAYOUT_THRESHOLD: "0.25",
 });
 const paychan = await startPaychan(config, { publicClient });
 const app = createApp(
   paychan,
-  { "GET /api/quote": { price: PRICE, description: "A quote, priced per request" } },
+  { "GET /api/quote": { price: { usd: PRICE_USD, amounts: { [paychan.gateway.defaultAsset]: PRICE } }, description: "A quote, priced per request" } },
   { "GET /api/quote": (_req, res) => res.json({ quote: "Simplicity is prerequisite for reliability." }) },
 );
 const server = app.listen(0, "127.0.0.1");
 await new Promise((resolve) => server.once("listening", resolve));
-const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/quote`;
+const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+const url = `${base}/api/quote`;
+const operatorServer = createOperatorEndpoints(paychan).listen(0, "127.0.0.1");
+await new Promise((resolve) => operatorServer.once("listening", resolve));
+const operator = `http://127.0.0.1:${(operatorServer.address() as AddressInfo).port}`;
 console.log(`  seller ${sellerWallet!.account.address} serving ${url} at ${eth(PRICE)} a request`);
 
 /** A buyer: a fresh session key, one wallet transaction to open a channel, and a fetch that pays. */
@@ -63,12 +80,14 @@ async function openBuyer(wallet: typeof buyerWallet, deposit: bigint) {
   return { wallet: wallet!, session, channel, pay: createPaidFetch({ channel, signer: session, maxPrice: PRICE }) };
 }
 
+const money = (asset: string, amount: bigint) => (asset.startsWith("fiat:") ? `${formatBase(amount)} ${asset.slice(5)}` : eth(amount));
+
 async function printLedger(skipZero: boolean) {
   for (const b of (await balances(paychan.db.prisma)).values()) {
-    if (!skipZero || b.balance !== 0n) console.log(`  ${b.account.padEnd(96)} ${b.kind.padEnd(17)} ${eth(b.balance)}`);
+    if (!skipZero || b.balance !== 0n) console.log(`  ${b.account.padEnd(96)} ${b.kind.padEnd(18)} ${money(b.asset, b.balance)}`);
   }
   for (const [asset, t] of await trialBalance(paychan.db.prisma)) {
-    console.log(`  trial balance ${asset}: debits ${eth(t.debits)} = credits ${eth(t.credits)} ${t.debits === t.credits ? "✔" : "✘"}`);
+    console.log(`  trial balance ${asset}: debits ${money(asset, t.debits)} = credits ${money(asset, t.credits)} ${t.debits === t.credits ? "✔" : "✘"}`);
   }
 }
 
@@ -102,11 +121,36 @@ for (const wallet of [secondBuyer, thirdBuyer]) {
   console.log(`  ${buyer.wallet.account.address}: channel ${buyer.channel.id.slice(0, 18)}…, paid ${eth(20n * PRICE)}`);
 }
 
+step("A card buyer, no wallet: the operator opens a credit account; the buyer tops up $2.00 by card");
+const opened = (await (await fetch(`${operator}/credit/accounts`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ label: "card buyer" }) })).json()) as { accountId: string; key: string };
+console.log(`  credit account ${opened.accountId}, API key ${opened.key.slice(0, 16)}… (shown once, stored hashed)`);
+const topUp = (await (await fetch(`${base}/credit/topups`, { method: "POST", headers: { authorization: `Bearer ${opened.key}`, "content-type": "application/json" }, body: JSON.stringify({ amount: "2.00" }) })).json()) as { url: string };
+console.log(`  Stripe Checkout session: ${topUp.url}`);
+const paidEvent = JSON.stringify(stripe.payCheckout(topUp.url.split("/").pop()!)); // the buyer pays on Stripe's page
+const webhook = await fetch(`${base}/webhooks/stripe`, { method: "POST", headers: { "content-type": "application/json", "stripe-signature": signWebhook(paidEvent, WEBHOOK_SECRET) }, body: paidEvent });
+console.log(`  Stripe's signed webhook checkout.session.completed → ${webhook.status} ${JSON.stringify(await webhook.json())}`);
+
+step(`The card buyer pays 50 requests on the same route, $${PRICE_USD} each from credit (Authorization: Bearer)`);
+const offer = JSON.parse(atob((await fetch(url)).headers.get(HEADERS.required)!)) as { accepts: { scheme: string; amount: string; asset: string }[] };
+console.log(`  the 402 offers: ${offer.accepts.map((a) => `${a.scheme} ${a.amount} ${a.asset}`).join(" | ")}`);
+let creditReceipt: { remaining: string } | undefined;
+for (let i = 1; i <= 50; i++) {
+  const response = await fetch(url, { headers: { authorization: `Bearer ${opened.key}`, "idempotency-key": `demo-${i}` } });
+  if (response.status !== 200) throw new Error(`credit request ${i}: HTTP ${response.status} ${await response.text()}`);
+  creditReceipt = JSON.parse(atob(response.headers.get(HEADERS.response)!));
+}
+console.log(`  50 requests paid, $${formatBase(BigInt(creditReceipt!.remaining))} of credit left`);
+
+step("Seller payout: earnings on credit passed $0.25, so a Stripe Connect transfer and payout run, booked two-phase");
+for (const outcome of (await (await fetch(`${operator}/payouts/run`, { method: "POST" })).json()) as { seller: string; outcome: string; payout?: { id: string; amount: string; transferRef: string; payoutRef: string } }[]) {
+  console.log(`  ${outcome.seller}: ${outcome.outcome}${outcome.payout ? ` ${outcome.payout.id}, $${formatBase(BigInt(outcome.payout.amount))} (transfer ${outcome.payout.transferRef}, payout ${outcome.payout.payoutRef})` : ""}`);
+}
+
 step("Settlement: the seller authorizes an operator key, which claims every channel in one batch");
-const operator = privateKeyToAccount(generatePrivateKey());
-await deployer!.sendTransaction({ to: operator.address, value: parseEther("1") });
-await sellerWallet!.writeContract({ address: escrow.address, abi: escrowAbi, functionName: "setOperator", args: [operator.address, true] });
-const settlement = createSettlement(paychan, { account: operator, log: (line) => console.log(`  · ${line}`) });
+const settler = privateKeyToAccount(generatePrivateKey());
+await deployer!.sendTransaction({ to: settler.address, value: parseEther("1") });
+await sellerWallet!.writeContract({ address: escrow.address, abi: escrowAbi, functionName: "setOperator", args: [settler.address, true] });
+const settlement = createSettlement(paychan, { account: settler, log: (line) => console.log(`  · ${line}`) });
 const sellerBefore = await publicClient.getBalance({ address: sellerWallet!.account.address });
 const settled = await settlement.settleNow();
 const claimedTotal = (await publicClient.getBalance({ address: sellerWallet!.account.address })) - sellerBefore;
@@ -127,11 +171,13 @@ console.log(`  on chain: claimed ${eth(after.claimed)} of the ${eth(25n * PRICE)
 step("The seller's ledger after settlement");
 await printLedger(true);
 
-step("Reconciliation: chain, ledger and voucher store compared");
+step("Reconciliation: chain, ledger and voucher store compared, and Stripe's balance transactions against the fiat books");
 const report = await reconcilePaychan(paychan);
 console.log(formatReport(report).replace(/^/gm, "  "));
 if (!report.ok) process.exitCode = 1;
 
 server.close();
+operatorServer.close();
 await paychan.close();
+await stripe.close();
 console.log(`\nDone in ${((performance.now() - started) / 1000).toFixed(1)} s.`);

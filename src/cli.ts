@@ -11,6 +11,8 @@
 //   paychan reconcile       compare chain, ledger and voucher store; exits 1 when money is missing
 //   paychan balances        the ledger's balances by kind, and its trial balance
 //   paychan channels        our channels and what is accepted, claimed, unclaimed and lost on each
+//   paychan credit …        prepaid credit (fiat rails): open an account, issue or revoke its keys, show it
+//   paychan payouts         pay out every seller whose credit earnings passed PAYOUT_THRESHOLD
 //   paychan config          every environment variable: its value, default and meaning
 //   paychan dashboard       what the operator console shows, as text or JSON
 import type { RequestListener } from "node:http";
@@ -42,6 +44,9 @@ import { loadEscrowArtifact } from "./contracts/artifact.js";
 import { listen, type Listener } from "./ops/http.js";
 import { LeaderLock } from "./ops/leader.js";
 import { checkOperatorAccess } from "./ops/operatorApp.js";
+import { TOP_UP_PATH, webhookPath } from "./rails/http.js";
+import { createCreditAccount, creditBalance, issueCreditKey, revokeCreditKey } from "./ledger/credit.js";
+import { formatBase } from "./ledger/currency.js";
 import {
   checkChain,
   createApp,
@@ -160,12 +165,15 @@ program
       await withPaychan(config, async (paychan) => {
         warnIfDevChainWaits(paychan);
         const route = "GET /api/quote";
-        gatewayApp = createApp(paychan, { [route]: config.PRICE }, {
+        // With fiat on, one price for both rails: PRICE base units on the channel, PRICE_USD from credit.
+        const price = paychan.fiat ? { usd: config.PRICE_USD, amounts: { [paychan.gateway.defaultAsset]: config.PRICE } } : config.PRICE;
+        gatewayApp = createApp(paychan, { [route]: price }, {
           [route]: (_req, res) => void res.json({ quote: "the price of everything and the value of nothing", at: new Date().toISOString() }),
         });
         operatorApp = createOperatorEndpoints(paychan);
         const [gateway, operator] = listeners as [Listener, Listener];
-        console.log(`paychan gateway on ${gateway.url}: ${route} costs ${config.PRICE}; GET /healthz`);
+        console.log(`paychan gateway on ${gateway.url}: ${route} costs ${config.PRICE}${paychan.fiat ? ` or $${config.PRICE_USD} of credit` : ""}; GET /healthz`);
+        if (paychan.fiat) console.log(`fiat rails on: webhook POST ${gateway.url}${webhookPath(paychan.fiat.rail.name)}, top-ups POST ${gateway.url}${TOP_UP_PATH}`);
         console.log(`operator endpoints on ${operator.url}: GET /reconcile${config.OPERATOR_TOKEN ? " (Authorization: Bearer OPERATOR_TOKEN)" : ""}`);
         console.log(describeLine(paychan.config));
         await untilInterrupted();
@@ -371,6 +379,80 @@ program
       console.log(options.json ? JSON.stringify(report, null, 2) : formatDashboard(report));
     });
   });
+
+const credit = program.command("credit").description("prepaid credit topped up by card (needs STRIPE_SECRET_KEY): accounts and their API keys");
+
+credit
+  .command("account")
+  .description("open a credit account and issue its first key (shown once: only its hash is kept)")
+  .option("--label <text>", "the operator's name for the buyer")
+  .option("--path-prefix <prefix...>", "let the key pay only for these URL path prefixes")
+  .action(async (options: { label?: string; pathPrefix?: string[] }) => {
+    await withFiat(async (paychan) => {
+      const { id } = await createCreditAccount(paychan.db.prisma, { currency: paychan.fiat!.currency, label: options.label });
+      const { keyId, key } = await issueCreditKey(paychan.db.prisma, id, { pathPrefixes: options.pathPrefix });
+      console.log(`CREDIT_ACCOUNT=${id}\nCREDIT_KEY_ID=${keyId}\nCREDIT_KEY=${key}`);
+      console.error("The key is shown once; top up with POST /credit/topups (Authorization: Bearer <key>).");
+    });
+  });
+
+credit
+  .command("key")
+  .description("issue another key for a credit account (shown once)")
+  .argument("<account>", "the credit account (ca_…)")
+  .option("--path-prefix <prefix...>", "let the key pay only for these URL path prefixes")
+  .action(async (account: string, options: { pathPrefix?: string[] }) => {
+    await withFiat(async (paychan) => {
+      if (!(await creditBalance(paychan.db.prisma, account))) throw new ConfigError(`There is no credit account ${account}.`);
+      const { keyId, key } = await issueCreditKey(paychan.db.prisma, account, { pathPrefixes: options.pathPrefix });
+      console.log(`CREDIT_KEY_ID=${keyId}\nCREDIT_KEY=${key}`);
+    });
+  });
+
+credit
+  .command("revoke")
+  .description("revoke a key at once, for every gateway")
+  .argument("<keyId>", "the key's id (ck_…)")
+  .action(async (keyId: string) => {
+    await withFiat(async (paychan) => {
+      if (!(await revokeCreditKey(paychan.db.prisma, keyId))) throw new ConfigError(`There is no key ${keyId}.`);
+      console.log(`${keyId} revoked`);
+    });
+  });
+
+credit
+  .command("show")
+  .description("a credit account's balance: granted by top-ups less refunds and disputes, spent, left")
+  .argument("<account>", "the credit account (ca_…)")
+  .action(async (account: string) => {
+    await withFiat(async (paychan) => {
+      const b = await creditBalance(paychan.db.prisma, account);
+      if (!b) throw new ConfigError(`There is no credit account ${account}.`);
+      const unit = paychan.fiat!.currency;
+      console.log(`${account}: granted ${formatBase(b.granted)} ${unit}, spent ${formatBase(b.spent)} ${unit}, balance ${formatBase(b.balance)} ${unit}${b.suspended ? " (suspended until topped up)" : ""}`);
+    });
+  });
+
+program
+  .command("payouts")
+  .description("pay out every seller whose credit earnings reached PAYOUT_THRESHOLD (Stripe Connect transfer + payout); resumes a pending one first")
+  .action(async () => {
+    await withFiat(async (paychan) => {
+      const outcomes = await paychan.fiat!.runPayouts();
+      if (outcomes.length === 0) console.log("no seller has a payout destination (STRIPE_SELLER_ACCOUNT)");
+      for (const o of outcomes) {
+        const what = "payout" in o ? ` ${o.payout.id}: ${formatBase(o.payout.amount)} ${o.payout.currency}` : "";
+        console.log(`${o.seller}: ${o.outcome}${what}${"reason" in o ? ` (${o.reason})` : ""}`);
+        if (o.outcome === "pending") process.exitCode = 1;
+      }
+    });
+  });
+
+async function withFiat(fn: (paychan: Paychan) => Promise<void>): Promise<void> {
+  const config = loadConfig();
+  if (!config.STRIPE_SECRET_KEY) throw new ConfigError("STRIPE_SECRET_KEY is not set: the fiat rails are off.");
+  await withPaychan(config, fn);
+}
 
 const starting: RequestListener = (_req, res) => {
   res.writeHead(503, { "content-type": "application/json", "retry-after": "1" }).end(JSON.stringify({ error: "starting", message: "paychan is starting." }));

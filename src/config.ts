@@ -80,6 +80,45 @@ export const configSchema = z.object({
     .default(0n)
     .describe("the block the chain watcher starts from: the escrow's deployment block (`paychan deploy` prints it)"),
   LOG_BLOCK_RANGE: z.coerce.number().int().min(1).default(2_000).describe("blocks per eth_getLogs request; many providers cap the range"),
+  STRIPE_SECRET_KEY: secret(
+    z.string().min(1).optional(),
+    "Stripe secret API key (sk_…); setting it turns the fiat rails on: card top-ups into prepaid credit, the `credit` scheme, seller payouts",
+  ),
+  STRIPE_WEBHOOK_SECRET: secret(
+    z.string().min(1).optional(),
+    "the signing secret (whsec_…) of the Stripe webhook endpoint POST /webhooks/stripe; required with STRIPE_SECRET_KEY",
+  ),
+  STRIPE_API_BASE: z.string().url().optional().describe("another Stripe API host, e.g. a local fake for tests (http://127.0.0.1:12111); unset: Stripe's own"),
+  STRIPE_WEBHOOK_TOLERANCE_SECONDS: seconds.default(300).describe("refuse Stripe webhooks signed longer ago than this (replay protection)"),
+  STRIPE_TIMEOUT_MS: milliseconds.default(20_000).describe("give up on a Stripe API call after this long (retried twice with the same idempotency key)"),
+  STRIPE_SELLER_ACCOUNT: z
+    .string()
+    .regex(/^acct_[A-Za-z0-9]+$/, "must be a Stripe account id (acct_…)")
+    .optional()
+    .describe("the Stripe Connect account (acct_…) this gateway's seller is paid out to"),
+  CREDIT_CURRENCY: z
+    .string()
+    .regex(/^[A-Za-z]{3}$/, "must be an ISO 4217 code such as USD")
+    .transform((s) => s.toUpperCase())
+    .default("USD")
+    .describe("currency of prepaid credit; the ledger counts it in millionths (fiat:USD base unit = $0.000001)"),
+  CREDIT_USD_RATE: z
+    .string()
+    .regex(/^\d+(\.\d+)?$/, "must be a decimal number")
+    .default("1")
+    .describe("US dollars one unit of CREDIT_CURRENCY is worth, for USD route prices"),
+  PRICE_USD: z
+    .string()
+    .regex(/^\d+(\.\d+)?$/, "must be a decimal number of dollars")
+    .default("0.001")
+    .describe("price of the sample route GET /api/quote when paid from credit, in US dollars"),
+  PAYOUT_THRESHOLD: z
+    .string()
+    .regex(/^\d+(\.\d+)?$/, "must be a decimal amount such as 25.00")
+    .default("25")
+    .describe("pay a seller out once its credit earnings reach this, in CREDIT_CURRENCY (whole cents are paid; the rest stays accrued)"),
+  TOPUP_SUCCESS_URL: z.string().url().default("http://localhost:4021/").describe("where Stripe Checkout sends a buyer after a paid top-up"),
+  TOPUP_CANCEL_URL: z.string().url().default("http://localhost:4021/").describe("where Stripe Checkout sends a buyer who cancels a top-up"),
 });
 
 export type Config = z.output<typeof configSchema>;

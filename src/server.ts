@@ -13,8 +13,19 @@ import type { SettlementPolicy } from "./chain/settlementPolicy.js";
 import { TxManager, messageOf, type TxEvent, type TxManagerOptions } from "./chain/TxManager.js";
 import { verifyEscrow } from "./chain/verifyEscrow.js";
 import { ConfigError, StartupError, confirmationsFor, isDevChain, pendingDepositCapFor, redactUrl, type Config } from "./config.js";
+import { CreditScheme } from "./gateway/CreditScheme.js";
 import { PaymentGateway } from "./gateway/PaymentGateway.js";
+import type { PaymentScheme } from "./gateway/PaymentScheme.js";
 import { paywall, type RouteSpec } from "./gateway/paywall.js";
+import { bookCredit } from "./ledger/creditBooking.js";
+import { FIAT_DECIMALS, parseMajor, minorToBase } from "./ledger/currency.js";
+import { LedgerCreditStore } from "./ledger/LedgerCreditStore.js";
+import { setSellerDestination } from "./ledger/payouts.js";
+import { PriceTable } from "./policy/prices.js";
+import { FiatRails } from "./rails/FiatRails.js";
+import { TOP_UP_PATH, operatorFiatRoutes, publicFiatRoutes } from "./rails/http.js";
+import type { Rail } from "./rails/Rail.js";
+import { StripeRail } from "./rails/StripeRail.js";
 import type { MirrorScope } from "./ledger/chainMirror.js";
 import { openDatabase, type Database } from "./ledger/db.js";
 import { bookAccepted } from "./ledger/booking.js";
@@ -32,6 +43,13 @@ export type Paychan = {
   db: Database;
   publicClient: PublicClient;
   gateway: PaymentGateway;
+  /** The fiat rails and the `credit` scheme, when STRIPE_SECRET_KEY (or a rail) is given. */
+  fiat?: FiatRails;
+  credit?: CreditScheme;
+  /** Every scheme the paywall offers, in the 402's order: the channel first, then credit. */
+  schemes: PaymentScheme[];
+  /** Route prices per asset: the channel's token, and the credit currency at CREDIT_USD_RATE. */
+  prices: PriceTable;
   /** Blocks on top before an event or a claim counts: CONFIRMATIONS, or the chain's default. */
   confirmations: number;
   close(): Promise<void>;
@@ -46,9 +64,10 @@ export function createRpcClient(config: Config, { retryCount }: { retryCount?: n
  * Checks the chain (answers within RPC_TIMEOUT_MS, holds a PaychanEscrow at ESCROW_ADDRESS), opens
  * the database (migrating it) and builds the gateway. `publicClient` defaults to RPC_URL.
  */
-export async function startPaychan(config: Config, options: { publicClient?: PublicClient } = {}): Promise<Paychan> {
+export async function startPaychan(config: Config, options: { publicClient?: PublicClient; rail?: Rail } = {}): Promise<Paychan> {
   if (!config.ESCROW_ADDRESS) throw new ConfigError("ESCROW_ADDRESS is not set: deploy the escrow first (paychan deploy).");
   if (!config.PAYEE_ADDRESS) throw new ConfigError("PAYEE_ADDRESS is not set: the address vouchers pay.");
+  const rail = options.rail ?? stripeRailOf(config);
   const publicClient = options.publicClient ?? createRpcClient(config);
   const chainId = await checkChain(config, options.publicClient);
   const confirmations = confirmationsFor(config, chainId);
@@ -67,17 +86,57 @@ export async function startPaychan(config: Config, options: { publicClient?: Pub
     pendingDepositCap: pendingDepositCapFor(config, confirmations),
     closingMarginSeconds: config.CLOSING_MARGIN_SECONDS,
   });
+  let fiat: FiatRails | undefined;
+  let credit: CreditScheme | undefined;
+  let creditStore: LedgerCreditStore | undefined;
+  const prices: Record<string, { usd: string; decimals: number }> = {};
+  if (rail) {
+    fiat = new FiatRails({
+      db,
+      rail,
+      currency: config.CREDIT_CURRENCY,
+      payoutThreshold: minorToBase(config.CREDIT_CURRENCY, parseMajor(config.CREDIT_CURRENCY, config.PAYOUT_THRESHOLD)),
+      successUrl: config.TOPUP_SUCCESS_URL,
+      cancelUrl: config.TOPUP_CANCEL_URL,
+    });
+    // Credit a previous process spent but did not live to book.
+    await bookCredit(db.sql);
+    creditStore = new LedgerCreditStore(db, { onBookingError: (error) => console.error(`paychan: booking spent credit failed, retrying: ${String(error)}`) });
+    credit = new CreditScheme({ store: creditStore, seller: gateway.payee, asset: fiat.asset, topUpPath: TOP_UP_PATH });
+    if (config.STRIPE_SELLER_ACCOUNT) await setSellerDestination(db.prisma, gateway.payee, config.STRIPE_SELLER_ACCOUNT);
+    prices[fiat.asset] = { usd: config.CREDIT_USD_RATE, decimals: FIAT_DECIMALS };
+  }
   return {
     config: { ...config, CONFIRMATIONS: confirmations },
     db,
     publicClient,
     gateway,
+    fiat,
+    credit,
+    schemes: credit ? [gateway, credit] : [gateway],
+    prices: new PriceTable(gateway.defaultAsset, prices),
     confirmations,
     async close() {
       await store.close();
+      await creditStore?.close();
       await db.close();
     },
   };
+}
+
+/** Stripe behind the Rail interface when STRIPE_SECRET_KEY is set; fiat stays off otherwise. */
+function stripeRailOf(config: Config): Rail | undefined {
+  if (!config.STRIPE_SECRET_KEY) return undefined;
+  if (!config.STRIPE_WEBHOOK_SECRET) {
+    throw new ConfigError("STRIPE_WEBHOOK_SECRET is not set: with STRIPE_SECRET_KEY, credit is granted only from webhooks verified with the endpoint's signing secret (whsec_…).");
+  }
+  return new StripeRail({
+    secretKey: config.STRIPE_SECRET_KEY,
+    webhookSecret: config.STRIPE_WEBHOOK_SECRET,
+    apiBase: config.STRIPE_API_BASE,
+    webhookToleranceSeconds: config.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
+    timeoutMs: config.STRIPE_TIMEOUT_MS,
+  });
 }
 
 /**
@@ -133,7 +192,9 @@ export function createApp(
   const app = express();
   app.disable("x-powered-by");
   app.get("/healthz", (_req, res) => res.json({ ok: true }));
-  app.use(paywall(paychan.gateway, routes));
+  // The processor's webhook needs the raw body: before anything that parses one.
+  if (paychan.fiat) app.use(publicFiatRoutes(paychan.fiat));
+  app.use(paywall(paychan.schemes, routes, { prices: paychan.prices }));
   for (const [key, handler] of Object.entries(handlers)) {
     const [method, path] = key.split(/\s+/, 2) as [string, string];
     app[method.toLowerCase() as "get"](path, handler);
@@ -143,7 +204,8 @@ export function createApp(
 
 /**
  * The operator's endpoints, for their own listener (OPERATOR_HOST, OPERATOR_PORT), behind
- * OPERATOR_TOKEN when set: GET /reconcile (the books compared with the chain) and GET /healthz.
+ * OPERATOR_TOKEN when set: GET /reconcile (the books compared with the chain and the card
+ * processor) and GET /healthz; with fiat, credit accounts and keys and payout runs (src/rails/http.ts).
  */
 export function createOperatorEndpoints(paychan: Paychan, options: { settlement?: Settlement } = {}): Express {
   const access = { host: paychan.config.OPERATOR_HOST, token: paychan.config.OPERATOR_TOKEN };
@@ -153,6 +215,7 @@ export function createOperatorEndpoints(paychan: Paychan, options: { settlement?
   app.get("/reconcile", (_req, res, next) => {
     reconcilePaychan(paychan).then((report) => res.json(report), next);
   });
+  if (paychan.fiat) app.use(operatorFiatRoutes(paychan.fiat));
   app.use(answerFailures);
   return app;
 }
@@ -177,11 +240,16 @@ export function policyOf(config: Config): SettlementPolicy {
 export async function reconcilePaychan(paychan: Paychan): Promise<ReconcileReport> {
   const scope = scopeOf(paychan);
   await bookAccepted(paychan.db.sql);
-  return reconcile(paychan.db.prisma, {
+  const report = await reconcile(paychan.db.prisma, {
     scope,
     chain: escrowChainView(paychan.publicClient, scope.escrow),
     confirmations: paychan.confirmations,
   });
+  if (!paychan.fiat) return report;
+  await bookCredit(paychan.db.sql);
+  const fiat = await paychan.fiat.reconcile();
+  const differences = [...report.differences, ...fiat.differences];
+  return { ...report, ok: !differences.some((d) => d.severity === "missing"), differences, fiat };
 }
 
 export type SettlementOptions = {

@@ -1,6 +1,8 @@
-// Paid vs unpaid requests per second on the same paywalled route, in one run. Vouchers are durable in
-// Postgres (DATABASE_URL, default a fresh database on the local server) and pre-signed, so the load
-// generator's signing is not what is measured. The load generator is a separate process (load.mjs).
+// Paid vs unpaid requests per second on the same paywalled route, in one run: paid with channel
+// vouchers, and paid from prepaid credit (the `credit` scheme, an API key per connection). Payments
+// are durable in Postgres (DATABASE_URL, default a fresh database on the local server) and vouchers
+// pre-signed, so the load generator's signing is not what is measured. The load generator is a
+// separate process (load.mjs); the fiat rail is a local fake of Stripe's API, never called here.
 // Run: npm run bench:paywall   (env: SECONDS, CONNECTIONS)
 import { execFile } from "node:child_process";
 import { mkdtemp, writeFile } from "node:fs/promises";
@@ -17,6 +19,9 @@ import { loadConfig } from "../../src/config.js";
 import { voucherDigester } from "../../src/gateway/signatures.js";
 import { HEADERS, X402_VERSION, decodePaymentRequired, encodeHeader } from "../../src/protocol/wire.js";
 import { createApp, startPaychan } from "../../src/server.js";
+import { applyFiatEvent, createCreditAccount, issueCreditKey, recordTopUp } from "../../src/ledger/credit.js";
+import { encodeCreditPayment } from "../../src/protocol/credit.js";
+import { StripeRail } from "../../src/rails/StripeRail.js";
 import { freshPostgres } from "./freshPostgres.js";
 
 const SECONDS = Number(process.env.SECONDS ?? 8);
@@ -32,9 +37,13 @@ const escrow = await viem.deployContract("PaychanEscrow");
 const database = await freshPostgres();
 const paychan = await startPaychan(
   loadConfig({ DATABASE_URL: database.url, ESCROW_ADDRESS: escrow.address, PAYEE_ADDRESS: payee!.account.address, MIN_WITHDRAW_DELAY: "3600" }),
-  { publicClient },
+  { publicClient, rail: new StripeRail({ secretKey: "sk_test_bench", webhookSecret: "whsec_bench", apiBase: "http://127.0.0.1:9" }) },
 );
-const app = createApp(paychan, { "GET /api/item": PRICE }, { "GET /api/item": (_req, res) => res.json({ item: 42 }) });
+const app = createApp(
+  paychan,
+  { "GET /api/item": { usd: "0.001", amounts: { [paychan.gateway.defaultAsset]: PRICE } } },
+  { "GET /api/item": (_req, res) => res.json({ item: 42 }) },
+);
 const server = app.listen(0, "127.0.0.1");
 await new Promise((r) => server.once("listening", r));
 const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/item`;
@@ -63,7 +72,18 @@ for (let c = 0; c < CONNECTIONS; c++) {
   }
   jobs.push(headers);
 }
+console.log(`opening ${CONNECTIONS} credit accounts, each topped up by a (booked) card payment…`);
+const creditJobs: string[][] = [];
+for (let c = 0; c < CONNECTIONS; c++) {
+  const { id } = await createCreditAccount(paychan.db.prisma, { currency: "USD" });
+  const { key } = await issueCreditKey(paychan.db.prisma, id);
+  const topUpId = `tu_bench_${c}`;
+  await recordTopUp(paychan.db.prisma, { id: topUpId, accountId: id, processor: "stripe", currency: "USD", amountMinor: 1_000_000n });
+  await applyFiatEvent(paychan.db.prisma, { id: `evt_bench_${c}`, processor: "stripe", type: "topup.paid", topUpId, paymentRef: `pi_bench_${c}`, currency: "USD", amountMinor: 1_000_000n });
+  creditJobs.push(Array.from({ length: VOUCHERS_PER_CONNECTION }, (_, i) => encodeCreditPayment(key, `bench-${c}-${i}-nonce`)));
+}
 const dir = await mkdtemp(join(tmpdir(), "paychan-bench-"));
+await writeFile(join(dir, "credit.json"), JSON.stringify(creditJobs));
 await writeFile(join(dir, "paid.json"), JSON.stringify(jobs));
 await writeFile(join(dir, "unpaid.json"), JSON.stringify(jobs.map(() => [])));
 
@@ -76,15 +96,20 @@ const load = async (file: string): Promise<Result> => {
 await load("unpaid.json"); // warm-up: JIT, connection pools
 const unpaid = await load("unpaid.json");
 const paid = await load("paid.json");
+const credit = await load("credit.json");
 const accepted = await paychan.db.prisma.payment.count();
+const spent = await paychan.db.prisma.creditPayment.count({ where: { status: "ACCEPTED" } });
 
 const row = (label: string, r: Result) =>
   console.log(`${label.padEnd(8)} ${Math.round(r.rps).toString().padStart(7)} req/s   mean latency ${r.meanLatencyMs.toFixed(2)} ms   statuses ${JSON.stringify(r.statuses)}`);
 console.log(`\n${CONNECTIONS} connections, ${SECONDS} s each, database ${paychan.db.kind}`);
 row("unpaid", unpaid);
 row("paid", paid);
+row("credit", credit);
 console.log(`paid / unpaid = ${(paid.rps / unpaid.rps).toFixed(2)}   (payments durable in the database: ${accepted})`);
+console.log(`credit / unpaid = ${(credit.rps / unpaid.rps).toFixed(2)}   (credit payments durable in the database: ${spent})`);
 if (paid.statuses["200"] !== accepted) console.log(`WARNING: ${paid.statuses["200"]} paid responses but ${accepted} payments stored`);
+if (credit.statuses["200"] !== spent) console.log(`WARNING: ${credit.statuses["200"]} credit-paid responses but ${spent} credit payments stored`);
 
 server.close();
 await paychan.close();

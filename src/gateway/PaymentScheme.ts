@@ -49,4 +49,10 @@ export interface PaymentScheme {
    * refusal; any other rejection means the payment service failed and nothing was charged.
    */
   authorize(payment: PaymentHeader, quote: Quote, request: PaidRequest): Promise<Settled>;
+  /**
+   * For schemes a plain HTTP client can pay with a bearer token (credit keys): the payment that
+   * `Authorization: Bearer <token>` carries when no PAYMENT-SIGNATURE is sent, or undefined when the
+   * token is not this scheme's. `idempotencyKey` is the request's Idempotency-Key header.
+   */
+  fromAuthorization?(token: string, idempotencyKey: string | undefined): PaymentHeader | undefined;
 }

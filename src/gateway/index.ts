@@ -4,3 +4,5 @@ export { paywall, payments, type Price, type PaywallOptions, type RouteSpec } fr
 export type { PaidRequest, PaymentHeader, PaymentScheme, Requirements, Settled } from "./PaymentScheme.js";
 export { PriceTable, type PriceSpec, type Quote, type Rate } from "../policy/prices.js";
 export type { ChannelReader, ChannelRecord, PaymentStore } from "./PaymentStore.js";
+export { CreditScheme, type CreditAuthorization, type CreditSchemeOptions } from "./CreditScheme.js";
+export type { CreditStore } from "./CreditStore.js";

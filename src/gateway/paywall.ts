@@ -74,11 +74,7 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
 
       let settled: Settled;
       try {
-        const header = req.get(HEADERS.signature);
-        if (header === undefined || header === "") {
-          throw new PaymentError("payment_required", "This resource requires payment: send a PAYMENT-SIGNATURE header.");
-        }
-        const { scheme, json } = decodePaymentEnvelope(header);
+        const { scheme, header, json } = paymentOf(req, list);
         const handler = byName.get(scheme);
         if (!handler || !handler.requirements(quote)) {
           const offered = list.filter((s) => s.requirements(quote)).map((s) => `"${s.scheme}"`).join(", ");
@@ -111,6 +107,20 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
       res.once("close", complete);
       next();
     };
+}
+
+/** The payment a request carries: its PAYMENT-SIGNATURE, or else a bearer token a scheme takes. */
+function paymentOf(req: Request, schemes: PaymentScheme[]): { scheme: string; header: string; json: unknown } {
+  const header = req.get(HEADERS.signature);
+  if (header !== undefined && header !== "") return { ...decodePaymentEnvelope(header), header };
+  const token = /^Bearer (\S+)$/i.exec(req.get("authorization") ?? "")?.[1];
+  if (token !== undefined) {
+    for (const s of schemes) {
+      const payment = s.fromAuthorization?.(token, req.get("idempotency-key"));
+      if (payment) return { scheme: s.scheme, ...payment };
+    }
+  }
+  throw new PaymentError("payment_required", "This resource requires payment: send a PAYMENT-SIGNATURE header.");
 }
 
 function refuse(res: Response, schemes: PaymentScheme[], quote: Quote, resource: Resource, error: PaymentError) {

@@ -268,7 +268,7 @@ export async function claimRetry(
 }
 
 /** Deadlocks and serialization failures abort the statement before it did anything: run it again. */
-async function runWithRetry<T>(run: () => Promise<T>, attempts = 5): Promise<T> {
+export async function runWithRetry<T>(run: () => Promise<T>, attempts = 5): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await run();

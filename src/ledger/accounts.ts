@@ -14,6 +14,12 @@
 // | FIAT_PAYABLE      | payable:<party>:<asset>             | credit | yes  | fiat owed to a customer or seller                   |
 // | ESCROW_PENDING    | escrow-pending:<escrow>:<asset>     | debit  | yes  | deposits seen at the head, not yet confirmed        |
 // | CHANNEL_SHORTFALL | channel:<channelId>:shortfall       | debit  | yes  | money spent on the channel that a reorg took away   |
+// | FIAT_CLEARING     | clearing:<processor>:<asset>        | debit  | no   | card money at the processor (its platform balance)  |
+// | CUSTOMER_CREDIT   | credit:<creditAccountId>            | credit | no   | a buyer's prepaid credit; refunds may take it < 0   |
+// | SELLER_PAYABLE    | seller:<seller>:<asset>             | credit | no   | credit spent with a seller, not yet paid out        |
+// | PAYOUTS_IN_TRANSIT| payouts:<processor>:<asset>         | credit | yes  | payouts pending at the processor (two-phase)        |
+//
+// Fiat assets (`fiat:USD`) count millionths of the currency's unit, so $0.001 is 1,000 base units.
 //
 // Invariant per escrow and asset:
 //   ESCROW_HOLDINGS + ESCROW_PENDING + Σ CHANNEL_SHORTFALL = Σ CHANNEL_AVAILABLE + Σ CHANNEL_OWED.
@@ -34,6 +40,10 @@ export const chartOfAccounts: Record<AccountKind, AccountRules> = {
   FIAT_PAYABLE: { normalSide: "CREDIT", nonNegative: true },
   ESCROW_PENDING: { normalSide: "DEBIT", nonNegative: true },
   CHANNEL_SHORTFALL: { normalSide: "DEBIT", nonNegative: true },
+  FIAT_CLEARING: { normalSide: "DEBIT", nonNegative: false },
+  CUSTOMER_CREDIT: { normalSide: "CREDIT", nonNegative: false },
+  SELLER_PAYABLE: { normalSide: "CREDIT", nonNegative: false },
+  PAYOUTS_IN_TRANSIT: { normalSide: "CREDIT", nonNegative: true },
 };
 
 export const accountId = {
@@ -47,6 +57,10 @@ export const accountId = {
   gas: (address: Address, asset: Asset) => `gas:${address}:${asset}`,
   cash: (processor: string, asset: Asset) => `cash:${processor}:${asset}`,
   payable: (party: string, asset: Asset) => `payable:${party}:${asset}`,
+  clearing: (processor: string, asset: Asset) => `clearing:${processor}:${asset}`,
+  customerCredit: (creditAccountId: string) => `credit:${creditAccountId}`,
+  sellerPayable: (seller: string, asset: Asset) => `seller:${seller}:${asset}`,
+  payoutsInTransit: (processor: string, asset: Asset) => `payouts:${processor}:${asset}`,
 };
 
 const kindByPrefix: Record<string, AccountKind> = {
@@ -57,6 +71,10 @@ const kindByPrefix: Record<string, AccountKind> = {
   gas: "GAS_EXPENSE",
   cash: "FIAT_CASH",
   payable: "FIAT_PAYABLE",
+  clearing: "FIAT_CLEARING",
+  credit: "CUSTOMER_CREDIT",
+  seller: "SELLER_PAYABLE",
+  payouts: "PAYOUTS_IN_TRANSIT",
 };
 
 /** The kind an account id names under the scheme above, or undefined for an id outside it. */

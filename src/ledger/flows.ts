@@ -15,6 +15,19 @@
 // | gas fee (native)  | GAS_EXPENSE                             | PAYEE_WALLET                    |
 // | fiat top-up, card | FIAT_CASH                               | FIAT_PAYABLE (the customer)     |
 // | payout            | FIAT_PAYABLE                            | FIAT_CASH                       |
+//
+// Prepaid credit (src/ledger/credit.ts; `fiat:<currency>` in millionths of its unit):
+//
+// | flow                   | debit                          | credit                                |
+// |------------------------|--------------------------------|---------------------------------------|
+// | card top-up (webhook)  | FIAT_CLEARING                  | CUSTOMER_CREDIT                       |
+// | refund / dispute       | CUSTOMER_CREDIT                | FIAT_CLEARING                         |
+// | dispute won            | FIAT_CLEARING                  | CUSTOMER_CREDIT                       |
+// | credit spent (booked)  | CUSTOMER_CREDIT                | SELLER_PAYABLE (per seller)           |
+// | credit spend voided    | SELLER_PAYABLE                 | CUSTOMER_CREDIT                       |
+// | payout pending         | SELLER_PAYABLE                 | PAYOUTS_IN_TRANSIT                    |
+// | payout posted          | PAYOUTS_IN_TRANSIT             | FIAT_CLEARING                         |
+// | payout voided          | PAYOUTS_IN_TRANSIT             | SELLER_PAYABLE                        |
 import type { Address, Hex } from "viem";
 import type { EntryKind } from "../generated/prisma/enums.js";
 import { accountId } from "./accounts.js";
@@ -128,6 +141,81 @@ export function payout({ processor, party, asset, amount }: FiatMoney): Flow {
     postings: [
       { account: accountId.payable(party, asset), asset, debit: amount },
       { account: accountId.cash(processor, asset), asset, credit: amount },
+    ],
+  };
+}
+
+type CardMoney = { processor: string; creditAccount: string; asset: Asset; amount: bigint };
+
+/** A card payment arrived at the processor and became the buyer's prepaid credit. */
+export function cardTopUp({ processor, creditAccount, asset, amount }: CardMoney): Flow {
+  return {
+    kind: "FIAT_TOPUP",
+    postings: [
+      { account: accountId.clearing(processor, asset), asset, debit: amount },
+      { account: accountId.customerCredit(creditAccount), asset, credit: amount },
+    ],
+  };
+}
+
+/** Card money given back (a refund) or taken back by the card network (a dispute): the credit
+ * shrinks, possibly below zero when it was already spent. A dispute won restores it. */
+export function cardReversal({ processor, creditAccount, asset, amount, kind }: CardMoney & { kind: "FIAT_REFUND" | "FIAT_DISPUTE" }): Flow {
+  return {
+    kind,
+    postings: [
+      { account: accountId.customerCredit(creditAccount), asset, debit: amount },
+      { account: accountId.clearing(processor, asset), asset, credit: amount },
+    ],
+  };
+}
+
+export function disputeWon({ processor, creditAccount, asset, amount }: CardMoney): Flow {
+  return { ...cardTopUp({ processor, creditAccount, asset, amount }), kind: "FIAT_DISPUTE_WON" };
+}
+
+/** A paid request voided after the journal held it: the seller's share goes back to the buyer. */
+export function creditVoided({ creditAccount, seller, asset, amount }: { creditAccount: string; seller: string; asset: Asset; amount: bigint }): Flow {
+  return {
+    kind: "CREDIT_VOIDED",
+    postings: [
+      { account: accountId.sellerPayable(seller, asset), asset, debit: amount },
+      { account: accountId.customerCredit(creditAccount), asset, credit: amount },
+    ],
+  };
+}
+
+type PayoutMoney = { processor: string; seller: string; asset: Asset; amount: bigint };
+
+/** Two-phase payout, first phase: the amount leaves the seller's balance and waits in transit. */
+export function payoutPending({ processor, seller, asset, amount }: PayoutMoney): Flow {
+  return {
+    kind: "PAYOUT_PENDING",
+    postings: [
+      { account: accountId.sellerPayable(seller, asset), asset, debit: amount },
+      { account: accountId.payoutsInTransit(processor, asset), asset, credit: amount },
+    ],
+  };
+}
+
+/** The payout left the processor balance for the seller's account. */
+export function payoutPosted({ processor, asset, amount }: Omit<PayoutMoney, "seller">): Flow {
+  return {
+    kind: "PAYOUT_POSTED",
+    postings: [
+      { account: accountId.payoutsInTransit(processor, asset), asset, debit: amount },
+      { account: accountId.clearing(processor, asset), asset, credit: amount },
+    ],
+  };
+}
+
+/** The payout failed: the amount is back in the seller's balance. */
+export function payoutVoided({ processor, seller, asset, amount }: PayoutMoney): Flow {
+  return {
+    kind: "PAYOUT_VOIDED",
+    postings: [
+      { account: accountId.payoutsInTransit(processor, asset), asset, debit: amount },
+      { account: accountId.sellerPayable(seller, asset), asset, credit: amount },
     ],
   };
 }

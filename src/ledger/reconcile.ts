@@ -27,6 +27,7 @@ import { nativeAsset, type Asset } from "./asset.js";
 import { cursorIdOf, readCursor, type MirrorScope } from "./chainMirror.js";
 import { accountsOutOfBalance, balances, trialBalance, type Db } from "./postings.js";
 import type { ChannelChainState } from "./channels.js";
+import type { FiatReport } from "./fiatReconcile.js";
 
 /** What reconciliation needs from the chain (src/chain/escrowState.ts implements it). */
 export type ChainView = {
@@ -68,7 +69,25 @@ export type DifferenceCode =
   | "WATCHER_BEHIND"
   | "STATE_UNAVAILABLE"
   | "TX_FAILED"
-  | "TX_STUCK";
+  | "TX_STUCK"
+  // The fiat rails (fiatReconcile.ts).
+  | "FIAT_UNEXPLAINED_MOVEMENT"
+  | "FIAT_CHARGE_NOT_BOOKED"
+  | "FIAT_TOPUP_NOT_AT_PROCESSOR"
+  | "FIAT_CHARGE_AMOUNT"
+  | "FIAT_REFUND_MISMATCH"
+  | "FIAT_DISPUTE_MISMATCH"
+  | "FIAT_PAYOUT_NOT_AT_PROCESSOR"
+  | "FIAT_TRANSFER_MISMATCH"
+  | "FIAT_TRANSFER_NOT_BOOKED"
+  | "FIAT_CLEARING_MISMATCH"
+  | "PAYOUTS_IN_TRANSIT_MISMATCH"
+  | "PAYOUT_PENDING"
+  | "CREDIT_BALANCE_MISMATCH"
+  | "CREDIT_SPENT_TOTAL"
+  | "CREDIT_NOT_BOOKED"
+  | "CREDIT_SUSPENDED"
+  | "FIAT_EVENT_PARKED";
 
 export type Difference = {
   severity: Severity;
@@ -110,6 +129,8 @@ export type ReconcileReport = {
   assets: AssetTotals[];
   trialBalance: { asset: string; debits: string; credits: string }[];
   differences: Difference[];
+  /** The fiat rails, when configured: their differences are also in `differences`. */
+  fiat?: FiatReport;
 };
 
 export type ReconcileOptions = {
@@ -488,6 +509,12 @@ export function formatReport(report: ReconcileReport): string {
     lines.push(`  escrow holdings   ledger ${a.escrowHoldingsLedger}   chain ${a.escrowHoldingsChain}`);
     lines.push(`  deposited ${a.deposited} (+ ${a.pending} pending)   accepted ${a.accepted}   claimed ${a.claimed}   unclaimed ${a.unclaimed}`);
     lines.push(`  owed ${a.owed}   available ${a.available}   revenue ${a.revenue}${a.shortfall === "0" ? "" : `   REORG SHORTFALL ${a.shortfall}`}`);
+  }
+  if (report.fiat) {
+    const f = report.fiat;
+    lines.push(`\n${f.asset} — fiat rails (${f.processor}, ${f.period.from} to ${f.period.to}; processor amounts in minor units, ledger in millionths)`);
+    lines.push(`  processor: ${f.processorTotals.movements} movements; charges ${f.processorTotals.charges}   refunds ${f.processorTotals.refunds}   disputes ${f.processorTotals.disputes}   transfers ${f.processorTotals.transfers}   fees ${f.processorTotals.fees}`);
+    lines.push(`  ledger: clearing ${f.ledger.clearing}   customer credit ${f.ledger.customerCredit}   seller payable ${f.ledger.sellerPayable}   payouts in transit ${f.ledger.payoutsInTransit}`);
   }
   lines.push("\ntrial balance:");
   for (const t of report.trialBalance) lines.push(`  ${t.asset}: debits ${t.debits} credits ${t.credits}${t.debits === t.credits ? "" : "  UNBALANCED"}`);

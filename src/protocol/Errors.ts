@@ -23,6 +23,12 @@ export const errorStatus = {
   insufficient_deposit: 402,
   cumulative_mismatch: 402,
   voucher_replayed: 402,
+  credit_key_invalid: 401,
+  credit_key_revoked: 401,
+  credit_key_out_of_scope: 403,
+  insufficient_credit: 402,
+  credit_suspended: 402,
+  credit_request_replayed: 402,
   price_unavailable: 500,
   temporarily_unavailable: 503,
 } as const;
