@@ -249,7 +249,7 @@ export async function reconcilePaychan(paychan: Paychan): Promise<ReconcileRepor
   await bookCredit(paychan.db.sql);
   const fiat = await paychan.fiat.reconcile();
   const differences = [...report.differences, ...fiat.differences];
-  return { ...report, ok: !differences.some((d) => d.severity === "missing"), differences, fiat };
+  return { ...report, ok: report.ok && !fiat.differences.some((d) => d.severity === "missing" || d.severity === "loss"), differences, fiat };
 }
 
 export type SettlementOptions = {
