@@ -12,8 +12,11 @@
 // | GAS_EXPENSE       | gas:<address>:<asset>               | debit  | no   | native coin spent on transaction fees               |
 // | FIAT_CASH         | cash:<processor>:<asset>            | debit  | no   | fiat held at a card processor or bank               |
 // | FIAT_PAYABLE      | payable:<party>:<asset>             | credit | yes  | fiat owed to a customer or seller                   |
+// | EXACT_RECEIVABLE  | exact:<payee>:<asset>:receivable    | debit  | yes  | x402 `exact` transfers submitted, not yet final     |
+// | EXACT_CLEARING    | exact:<payee>:<asset>:clearing      | credit | yes  | the same, revenue once the transfer is final        |
 //
-// Invariant per escrow and asset: ESCROW_HOLDINGS = Σ CHANNEL_AVAILABLE + Σ CHANNEL_OWED.
+// Invariant per escrow and asset: ESCROW_HOLDINGS = Σ CHANNEL_AVAILABLE + Σ CHANNEL_OWED; per payee
+// and asset: EXACT_RECEIVABLE = EXACT_CLEARING = Σ value of the exact payments SUBMITTED.
 import type { Address, Hex } from "viem";
 import type { AccountKind, Side } from "../generated/prisma/enums.js";
 import type { Asset } from "./asset.js";
@@ -29,6 +32,8 @@ export const chartOfAccounts: Record<AccountKind, AccountRules> = {
   GAS_EXPENSE: { normalSide: "DEBIT", nonNegative: false },
   FIAT_CASH: { normalSide: "DEBIT", nonNegative: false },
   FIAT_PAYABLE: { normalSide: "CREDIT", nonNegative: true },
+  EXACT_RECEIVABLE: { normalSide: "DEBIT", nonNegative: true },
+  EXACT_CLEARING: { normalSide: "CREDIT", nonNegative: true },
 };
 
 export const accountId = {
@@ -40,6 +45,8 @@ export const accountId = {
   gas: (address: Address, asset: Asset) => `gas:${address}:${asset}`,
   cash: (processor: string, asset: Asset) => `cash:${processor}:${asset}`,
   payable: (party: string, asset: Asset) => `payable:${party}:${asset}`,
+  exactReceivable: (payee: Address, asset: Asset) => `exact:${payee}:${asset}:receivable`,
+  exactClearing: (payee: Address, asset: Asset) => `exact:${payee}:${asset}:clearing`,
 };
 
 const kindByPrefix: Record<string, AccountKind> = {
@@ -57,6 +64,11 @@ export function accountKindOf(id: string): AccountKind | undefined {
   if (prefix === "channel") {
     if (id.endsWith(":available")) return "CHANNEL_AVAILABLE";
     if (id.endsWith(":owed")) return "CHANNEL_OWED";
+    return undefined;
+  }
+  if (prefix === "exact") {
+    if (id.endsWith(":receivable")) return "EXACT_RECEIVABLE";
+    if (id.endsWith(":clearing")) return "EXACT_CLEARING";
     return undefined;
   }
   return kindByPrefix[prefix];

@@ -11,7 +11,8 @@
 // - the gateway's channel view with the chain's latest state.
 // Globally: the trial balance per asset, account totals against their postings, ESCROW_HOLDINGS
 // against Σ CHANNEL_AVAILABLE + CHANNEL_OWED and against Σ (deposit − claimed) on chain, the watcher's
-// lag and the settlement transactions that failed or are stuck.
+// lag and the settlement transactions that failed or are stuck. The payee's x402 `exact` payments are
+// compared too (src/ledger/exactPayments.ts): each one served and never paid is money missing.
 //
 // Each difference carries a severity: `missing` — money the books and the chain disagree about, for
 // no reason the report can name (the CLI exits non-zero); `lag` — a difference explained by blocks not
@@ -25,6 +26,7 @@ import type { Asset } from "./asset.js";
 import { readCursor, type MirrorScope } from "./chainMirror.js";
 import { accountsOutOfBalance, balances, trialBalance, type Db } from "./postings.js";
 import type { ChannelChainState } from "./channels.js";
+import { reconcileExact, type ExactTotals } from "./exactPayments.js";
 
 /** What reconciliation needs from the chain (src/chain/escrowState.ts implements it). */
 export type ChainView = {
@@ -59,7 +61,11 @@ export type DifferenceCode =
   | "WATCHER_BEHIND"
   | "STATE_UNAVAILABLE"
   | "TX_FAILED"
-  | "TX_STUCK";
+  | "TX_STUCK"
+  | "EXACT_RECEIVABLE"
+  | "EXACT_NOT_SUBMITTED"
+  | "EXACT_NOT_FINAL"
+  | "EXACT_UNPAID";
 
 export type Difference = {
   severity: Severity;
@@ -96,6 +102,8 @@ export type ReconcileReport = {
   channels: { total: number; open: number; withdrawing: number; closed: number };
   assets: AssetTotals[];
   trialBalance: { asset: string; debits: string; credits: string }[];
+  /** The payee's x402 `exact` payments by state, per token. */
+  exact: ExactTotals[];
   differences: Difference[];
 };
 
@@ -332,6 +340,8 @@ export async function reconcile(db: Db, options: ReconcileOptions): Promise<Reco
     });
   }
   differences.push(...(await transactionWarnings(db, scope, options.stuckAfterSeconds ?? 600)));
+  const exact = await reconcileExact(db, scope.payee, scope.chainId);
+  differences.push(...exact.differences);
 
   return {
     ok: !differences.some((d) => d.severity === "missing"),
@@ -341,6 +351,7 @@ export async function reconcile(db: Db, options: ReconcileOptions): Promise<Reco
     channels: counts,
     assets,
     trialBalance: [...trial].map(([asset, t]) => ({ asset, debits: t.debits.toString(), credits: t.credits.toString() })),
+    exact: exact.totals,
     differences,
   };
 }
@@ -437,6 +448,10 @@ export function formatReport(report: ReconcileReport): string {
     lines.push(`  escrow holdings   ledger ${a.escrowHoldingsLedger}   chain ${a.escrowHoldingsChain}`);
     lines.push(`  deposited ${a.deposited}   accepted ${a.accepted}   claimed ${a.claimed}   unclaimed ${a.unclaimed}`);
     lines.push(`  owed ${a.owed}   available ${a.available}   revenue ${a.revenue}`);
+  }
+  for (const e of report.exact) {
+    lines.push(`\n${e.asset} — x402 exact payments`);
+    lines.push(`  awaiting submission ${e.awaitingSubmission}   submitted ${e.submitted}   settled ${e.settled}   unpaid ${e.unpaid}   voided ${e.voided}`);
   }
   lines.push("\ntrial balance:");
   for (const t of report.trialBalance) lines.push(`  ${t.asset}: debits ${t.debits} credits ${t.credits}${t.debits === t.credits ? "" : "  UNBALANCED"}`);
