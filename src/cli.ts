@@ -139,6 +139,12 @@ program
   .action(async () => {
     const config = loadConfig();
     checkOperatorAccess({ host: config.OPERATOR_HOST, token: config.OPERATOR_TOKEN });
+    if (config.EXACT_TOKEN && !/^postgres(ql)?:\/\//.test(config.DATABASE_URL)) {
+      // Each exact authorization must be submitted by `work` within minutes; PGlite admits one process.
+      throw new ConfigError(
+        "EXACT_TOKEN needs `paychan work` running beside `serve` to submit each exact transfer while its authorization is valid, and PGlite serves one process: use Postgres (DATABASE_URL=postgres://…).",
+      );
+    }
     warnIfEphemeral(config);
     // Bind both ports first: a port in use fails the start at once, not after the database opened.
     // Until paychan is ready, both answer 503.
@@ -158,12 +164,23 @@ program
       await withPaychan(config, async (paychan) => {
         warnIfDevChainWaits(paychan);
         const route = "GET /api/quote";
-        gatewayApp = createApp(paychan, { [route]: config.PRICE }, {
+        const price = config.PRICE_USD ? { usd: config.PRICE_USD } : config.PRICE;
+        gatewayApp = createApp(paychan, { [route]: price }, {
           [route]: (_req, res) => void res.json({ quote: "the price of everything and the value of nothing", at: new Date().toISOString() }),
         });
         operatorApp = createOperatorEndpoints(paychan);
         const [gateway, operator] = listeners as [Listener, Listener];
-        console.log(`paychan gateway on ${gateway.url}: ${route} costs ${config.PRICE}; GET /healthz`);
+        let quote;
+        try {
+          quote = paychan.prices.quote(price);
+        } catch (error) {
+          throw new ConfigError(`PRICE_USD=${config.PRICE_USD}: ${messageOf(error)} Set ASSET_USD (for paychan) or EXACT_TOKEN (for exact).`);
+        }
+        const offers = paychan.schemes.flatMap((scheme) => {
+          const terms = scheme.requirements(quote);
+          return terms ? [`${terms.amount} of ${terms.asset} (${scheme.scheme})`] : [];
+        });
+        console.log(`paychan gateway on ${gateway.url}: ${route} costs ${offers.join(" or ")}; GET /healthz`);
         console.log(`operator endpoints on ${operator.url}: GET /reconcile${config.OPERATOR_TOKEN ? " (Authorization: Bearer OPERATOR_TOKEN)" : ""}`);
         console.log(describeLine(paychan.config));
         await untilInterrupted();
