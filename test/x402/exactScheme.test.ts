@@ -17,7 +17,9 @@ import { tokenAsset } from "../../src/ledger/asset.js";
 import { balanceOf, trialBalance } from "../../src/ledger/postings.js";
 import { HEADERS, decodeReceipt, encodeHeader } from "../../src/protocol/wire.js";
 import { createApp, createSettlement, reconcilePaychan } from "../../src/server.js";
+import { acceptExactPayment } from "../../src/ledger/exactPayments.js";
 import { eip3009Abi, transferWithAuthorizationTypes } from "../../src/x402/exact/eip3009.js";
+import { ExactSettlement } from "../../src/x402/exact/ExactSettlement.js";
 import { transferWithAuthorizationData } from "../../src/x402/exact/Eip3009Token.js";
 import { PaychanSchemeClient } from "../../src/x402/index.js";
 import { createPostgresDatabase } from "../ledger/helpers.js";
@@ -359,6 +361,51 @@ for (const kind of ["postgres", "pglite"] as const) {
       expect(await refused.json()).to.deep.include({ error: "temporarily_unavailable" });
       await settle();
       expect((await pay(`${url}/quote?n=4`)).status).to.equal(200);
+    });
+
+    it("submits a payment whose gateway died before its handler answered, and counts one that expired unsubmitted as unpaid", async () => {
+      const buyer = await buyerWith(10_000n);
+      const scope = { chainId: chain.location.chainId, token, payee: payee() };
+      const charge = (validBefore: bigint) => ({
+        ...scope,
+        payer: buyer.address,
+        nonce: keccak256(toHex(generatePrivateKey())),
+        value: TOKEN_PRICE,
+        validAfter: 0n,
+        validBefore,
+        signature: "0x00" as Hex,
+        requestKey: "GET /quote",
+      });
+      const limits = { balance: 10_000n, maxUnsettled: 10_000n, retryWithinSeconds: 300, maxRetries: 3 };
+      const now = (await chain.publicClient.getBlock()).timestamp;
+      // Accepted, and never completed: the gateway died while its handler ran.
+      const orphan = charge(now + 300n);
+      const { value, validAfter, validBefore, nonce } = orphan;
+      const signature = await buyer.signTypedData({
+        domain: { name: "Test Dollar", version: "1", chainId: chain.location.chainId, verifyingContract: token },
+        types: transferWithAuthorizationTypes,
+        primaryType: "TransferWithAuthorization",
+        message: { from: buyer.address, to: payee(), value, validAfter, validBefore, nonce },
+      });
+      const accepted = await acceptExactPayment(db().prisma, { ...orphan, signature }, { ...limits, minValiditySeconds: 150 });
+      // Accepted while `work` was down, and expired since.
+      const expired = await acceptExactPayment(db().prisma, charge(now - 10n), { ...limits, minValiditySeconds: -600 });
+      if (!accepted.ok || !expired.ok) throw new Error("not accepted");
+
+      const sweep = (orphanAfterSeconds: number) =>
+        new ExactSettlement({ prisma: db().prisma, txManager: test.settlement.txManager, scope, orphanAfterSeconds }).submitDue();
+      expect(await sweep(60)).to.deep.equal({ submitted: 0, expired: 0 });
+      expect(await sweep(0)).to.deep.equal({ submitted: 1, expired: 1 });
+      await finish(test.settlement);
+      expect((await paymentRow(accepted.paymentId)).status).to.equal("SETTLED");
+      expect(await tokenBalance(buyer.address)).to.equal(10_000n - TOKEN_PRICE);
+      const lost = await paymentRow(expired.paymentId);
+      expect([lost.status, lost.failure]).to.deep.equal(["FAILED", "the authorization expired before it was submitted (was `paychan work` running?)"]);
+      const report = await reconcilePaychan(test.paychan);
+      expect(report.differences.filter((d) => d.code === "EXACT_UNPAID").map((d) => d.cause)).to.satisfy((causes: string[]) =>
+        causes.some((c) => c.includes(expired.paymentId)),
+      );
+      await expectBalanced();
     });
 
     describe("refuses a tampered or unfit authorization with a stable code, never serving it", () => {
