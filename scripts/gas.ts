@@ -10,6 +10,8 @@ import { batchClaimOf } from "../src/chain/SettlementWorker.js";
 import { channelId, type ChannelConfig } from "../src/protocol/Channel.js";
 import { signVoucher } from "../src/protocol/Voucher.js";
 import { permitTypes } from "../src/client/channel.js";
+import { transferWithAuthorizationTypes } from "../src/x402/exact/eip3009.js";
+import { transferWithAuthorizationData } from "../src/x402/exact/Eip3009Token.js";
 
 const INTRINSIC_GAS = 21_000n;
 /** ContractWallet.Mode.ReturnBomb */
@@ -168,6 +170,31 @@ const withdrawing = await open(3, token.address);
 await measure("withdrawal request", escrow.write.requestWithdrawal([withdrawing.cfg], { account: payerAt(3).account }));
 await connection.networkHelpers.time.increase(withdrawing.cfg.withdrawDelay);
 await measure("withdrawal finalize ERC-20", escrow.write.finalizeWithdrawal([withdrawing.cfg], { account: payerAt(3).account }));
+
+// x402 exact: each request paid this way is one transferWithAuthorization, sent by the settlement
+// key, to a payee that already holds the token (OpenZeppelin's ERC-20 underneath; USDC's differs).
+const dollar = await viem.deployContract("Eip3009Token");
+const buyer = privateKeyToAccount(generatePrivateKey());
+await dollar.write.mint([buyer.address, DEPOSIT]);
+await dollar.write.mint([payeeAddress, DEPOSIT]);
+const authorization = {
+  from: buyer.address,
+  to: payeeAddress,
+  value: 1_000n,
+  validAfter: 0n,
+  validBefore: (await publicClient.getBlock()).timestamp + 300n,
+  nonce: toHex(randomBytes(32)),
+};
+const authorizationSignature = await buyer.signTypedData({
+  domain: { name: "Test Dollar", version: "1", chainId: location.chainId, verifyingContract: dollar.address },
+  types: transferWithAuthorizationTypes,
+  primaryType: "TransferWithAuthorization",
+  message: authorization,
+});
+await measure(
+  "x402 exact: transferWithAuthorization (EIP-3009 mock)",
+  payerAt(4).sendTransaction({ to: dollar.address, data: transferWithAuthorizationData(authorization, authorizationSignature) }),
+);
 
 const format = (n: bigint) => n.toLocaleString("en-US");
 console.log(`PaychanEscrow gas (hardfork ${networkConfig.type === "edr-simulated" ? networkConfig.hardfork : "?"})\n`);

@@ -146,6 +146,12 @@ program
   .action(async () => {
     const config = loadConfig();
     checkOperatorAccess({ host: config.OPERATOR_HOST, token: config.OPERATOR_TOKEN });
+    if (config.EXACT_TOKEN && !/^postgres(ql)?:\/\//.test(config.DATABASE_URL)) {
+      // Each exact authorization must be submitted by `work` within minutes; PGlite admits one process.
+      throw new ConfigError(
+        "EXACT_TOKEN needs `paychan work` running beside `serve` to submit each exact transfer while its authorization is valid, and PGlite serves one process: use Postgres (DATABASE_URL=postgres://…).",
+      );
+    }
     warnIfEphemeral(config);
     // Bind both ports first: a port in use fails the start at once, not after the database opened.
     // Until paychan is ready, both answer 503.
@@ -165,14 +171,26 @@ program
       await withPaychan(config, async (paychan) => {
         warnIfDevChainWaits(paychan);
         const route = "GET /api/quote";
-        // With fiat on, one price for both rails: PRICE base units on the channel, PRICE_USD from credit.
-        const price = paychan.fiat ? { usd: config.PRICE_USD, amounts: { [paychan.gateway.defaultAsset]: config.PRICE } } : config.PRICE;
+        // One price for every rail: PRICE_USD converted per asset with its rate; without ASSET_USD the
+        // channel keeps PRICE base units.
+        const usd = config.PRICE_USD ?? (paychan.fiat ? "0.001" : undefined);
+        const price = usd ? { usd, ...(config.ASSET_USD ? {} : { amounts: { [paychan.gateway.defaultAsset]: config.PRICE } }) } : config.PRICE;
         gatewayApp = createApp(paychan, { [route]: price }, {
           [route]: (_req, res) => void res.json({ quote: "the price of everything and the value of nothing", at: new Date().toISOString() }),
         });
         operatorApp = createOperatorEndpoints(paychan);
         const [gateway, operator] = listeners as [Listener, Listener];
-        console.log(`paychan gateway on ${gateway.url}: ${route} costs ${config.PRICE}${paychan.fiat ? ` or $${config.PRICE_USD} of credit` : ""}; GET /healthz`);
+        let quote;
+        try {
+          quote = paychan.prices.quote(price);
+        } catch (error) {
+          throw new ConfigError(`PRICE_USD=${usd}: ${messageOf(error)} Set ASSET_USD (for paychan) or EXACT_TOKEN (for exact).`);
+        }
+        const offers = paychan.schemes.flatMap((scheme) => {
+          const terms = scheme.requirements(quote);
+          return terms ? [`${terms.amount} of ${terms.asset} (${scheme.scheme})`] : [];
+        });
+        console.log(`paychan gateway on ${gateway.url}: ${route} costs ${offers.join(" or ")}; GET /healthz`);
         if (paychan.fiat) console.log(`fiat rails on: webhook POST ${gateway.url}${webhookPath(paychan.fiat.rail.name)}, top-ups POST ${gateway.url}${TOP_UP_PATH}`);
         console.log(`operator endpoints on ${operator.url}: GET /reconcile${config.OPERATOR_TOKEN ? " (Authorization: Bearer OPERATOR_TOKEN)" : ""}`);
         console.log(describeLine(paychan.config));

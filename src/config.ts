@@ -17,6 +17,7 @@ const amount = z
   .string()
   .regex(/^[0-9]+$/, "must be a whole number of base units")
   .transform((s) => BigInt(s));
+const usd = z.string().regex(/^\d+(\.\d+)?$/, "must be a decimal number of US dollars, such as 0.001");
 const seconds = z.coerce.number().int().min(0);
 const milliseconds = z.coerce.number().int().min(1);
 const port = z.coerce.number().int().min(0).max(65535);
@@ -35,6 +36,19 @@ export const configSchema = z.object({
   ASSET: address.default(zeroAddress).describe("the ERC-20 charged, or the zero address for the chain's native coin"),
   PORT: port.default(4021).describe("the public gateway's port (`paychan serve`); 0 picks a free one"),
   PRICE: amount.default(1_000_000_000_000n).describe("price of the sample route GET /api/quote of `paychan serve`, in base units"),
+  PRICE_USD: usd
+    .optional()
+    .describe(
+      "price of the sample route of `paychan serve` in US dollars (e.g. 0.001), offered in every asset with a rate (ASSET_USD, CREDIT_USD_RATE, EXACT_TOKEN_USD); unset: PRICE base units, and $0.001 from credit when fiat is on",
+    ),
+  ASSET_USD: usd.optional().describe("what one whole unit of ASSET is worth in US dollars, so that routes priced in dollars are offered with paychan"),
+  EXACT_TOKEN: address
+    .optional()
+    .describe("an EIP-3009 token (e.g. USDC) on this chain: offers x402 `exact` payments in it beside paychan, settled by `paychan work` (which then runs beside `serve`: Postgres)"),
+  EXACT_TOKEN_USD: usd.default("1").describe("what one whole EXACT_TOKEN is worth in US dollars, for routes priced in dollars"),
+  EXACT_MAX_UNSETTLED_USD: usd
+    .default("10")
+    .describe("the most, in US dollars, of exact payments served and not yet settled; beyond it `exact` is refused (503) until transfers land: what serving before settling can lose"),
   MIN_WITHDRAW_DELAY: seconds.default(86_400).describe("refuse channels whose payer can withdraw sooner than this (seconds)"),
   CLOSING_MARGIN_SECONDS: seconds.default(3_600).describe("stop accepting vouchers on a withdrawing channel this long before its deadline"),
   OPERATOR_HOST: z.string().min(1).default("127.0.0.1").describe("bind address of the operator endpoints (GET /reconcile); beyond loopback OPERATOR_TOKEN is required"),
@@ -107,11 +121,6 @@ export const configSchema = z.object({
     .regex(/^\d+(\.\d+)?$/, "must be a decimal number")
     .default("1")
     .describe("US dollars one unit of CREDIT_CURRENCY is worth, for USD route prices"),
-  PRICE_USD: z
-    .string()
-    .regex(/^\d+(\.\d+)?$/, "must be a decimal number of dollars")
-    .default("0.001")
-    .describe("price of the sample route GET /api/quote when paid from credit, in US dollars"),
   PAYOUT_THRESHOLD: z
     .string()
     .regex(/^\d+(\.\d+)?$/, "must be a decimal amount such as 25.00")

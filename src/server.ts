@@ -2,7 +2,7 @@
 // settlement (watcher, settlement worker, transaction manager) over the same pieces. The CLI, the demo
 // and the tests all assemble paychan through here.
 import express, { type Express, type RequestHandler, type Router } from "express";
-import { BaseError, HttpRequestError, TimeoutError, createPublicClient, http, type Hex, type LocalAccount, type PublicClient } from "viem";
+import { BaseError, HttpRequestError, TimeoutError, createPublicClient, erc20Abi, http, zeroAddress, type Hex, type LocalAccount, type PublicClient } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { ChainChannelReader } from "./chain/ChainChannelReader.js";
 import { ChainWatcher, type SyncReport } from "./chain/ChainWatcher.js";
@@ -21,7 +21,6 @@ import { bookCredit } from "./ledger/creditBooking.js";
 import { FIAT_DECIMALS, parseMajor, minorToBase } from "./ledger/currency.js";
 import { LedgerCreditStore } from "./ledger/LedgerCreditStore.js";
 import { setSellerDestination } from "./ledger/payouts.js";
-import { PriceTable } from "./policy/prices.js";
 import { FiatRails } from "./rails/FiatRails.js";
 import { TOP_UP_PATH, operatorFiatRoutes, publicFiatRoutes } from "./rails/http.js";
 import type { Rail } from "./rails/Rail.js";
@@ -36,6 +35,11 @@ import { batchIdOf, claimCandidates, type DecidedBatch } from "./ledger/settleme
 import { QuietLog } from "./ops/log.js";
 import { answerFailures, createOperatorApp, guard } from "./ops/operatorApp.js";
 import { consoleRouter } from "./ops/console/consoleRouter.js";
+import { PriceError, PriceTable, type Rate } from "./policy/prices.js";
+import { tokenAsset, type Asset } from "./ledger/asset.js";
+import { Eip3009Token, readTokenDomain } from "./x402/exact/Eip3009Token.js";
+import { ExactScheme, databaseExactStore } from "./x402/exact/ExactScheme.js";
+import { ExactSettlement } from "./x402/exact/ExactSettlement.js";
 
 export type Paychan = {
   /** The configuration, CONFIRMATIONS resolved for the chain. */
@@ -46,9 +50,12 @@ export type Paychan = {
   /** The fiat rails and the `credit` scheme, when STRIPE_SECRET_KEY (or a rail) is given. */
   fiat?: FiatRails;
   credit?: CreditScheme;
-  /** Every scheme the paywall offers, in the 402's order: the channel first, then credit. */
+  /** x402 `exact` (EIP-3009) beside the channels, when EXACT_TOKEN is set. */
+  exact?: ExactScheme;
+  /** Every payment scheme a route is offered in, in the 402's order: the channel, credit, exact.
+   * `paywall(paychan.schemes, routes, { prices: paychan.prices })`. */
   schemes: PaymentScheme[];
-  /** Route prices per asset: the channel's token, and the credit currency at CREDIT_USD_RATE. */
+  /** The one price table: bare bigints in ASSET; dollars converted with ASSET_USD, CREDIT_USD_RATE and EXACT_TOKEN_USD. */
   prices: PriceTable;
   /** Blocks on top before an event or a claim counts: CONFIRMATIONS, or the chain's default. */
   confirmations: number;
@@ -89,7 +96,7 @@ export async function startPaychan(config: Config, options: { publicClient?: Pub
   let fiat: FiatRails | undefined;
   let credit: CreditScheme | undefined;
   let creditStore: LedgerCreditStore | undefined;
-  const prices: Record<string, { usd: string; decimals: number }> = {};
+  const extraRates: Partial<Record<Asset, Rate>> = {};
   if (rail) {
     fiat = new FiatRails({
       db,
@@ -104,8 +111,13 @@ export async function startPaychan(config: Config, options: { publicClient?: Pub
     creditStore = new LedgerCreditStore(db, { onBookingError: (error) => console.error(`paychan: booking spent credit failed, retrying: ${String(error)}`) });
     credit = new CreditScheme({ store: creditStore, seller: gateway.payee, asset: fiat.asset, topUpPath: TOP_UP_PATH });
     if (config.STRIPE_SELLER_ACCOUNT) await setSellerDestination(db.prisma, gateway.payee, config.STRIPE_SELLER_ACCOUNT);
-    prices[fiat.asset] = { usd: config.CREDIT_USD_RATE, decimals: FIAT_DECIMALS };
+    extraRates[fiat.asset] = { usd: config.CREDIT_USD_RATE, decimals: FIAT_DECIMALS };
   }
+  const { prices, exact } = await pricesAndExact(config, chainId, publicClient, db, gateway, extraRates).catch(async (error: unknown) => {
+    await store.close();
+    await db.close();
+    throw error;
+  });
   return {
     config: { ...config, CONFIRMATIONS: confirmations },
     db,
@@ -113,8 +125,9 @@ export async function startPaychan(config: Config, options: { publicClient?: Pub
     gateway,
     fiat,
     credit,
-    schemes: credit ? [gateway, credit] : [gateway],
-    prices: new PriceTable(gateway.defaultAsset, prices),
+    exact,
+    schemes: [gateway, ...(credit ? [credit] : []), ...(exact ? [exact] : [])],
+    prices,
     confirmations,
     async close() {
       await store.close();
@@ -137,6 +150,48 @@ function stripeRailOf(config: Config): Rail | undefined {
     webhookToleranceSeconds: config.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
     timeoutMs: config.STRIPE_TIMEOUT_MS,
   });
+}
+
+/**
+ * The price table (ASSET, and the dollar rates configured) and, with EXACT_TOKEN, the `exact` scheme:
+ * the token is checked to be an EIP-3009 token and its EIP-712 domain read from it.
+ */
+async function pricesAndExact(
+  config: Config,
+  chainId: number,
+  client: PublicClient,
+  db: Database,
+  gateway: PaymentGateway,
+  extraRates: Partial<Record<Asset, Rate>> = {},
+): Promise<{ prices: PriceTable; exact?: ExactScheme }> {
+  const rates: Partial<Record<Asset, Rate>> = { ...extraRates };
+  if (config.ASSET_USD) {
+    const decimals = config.ASSET === zeroAddress ? 18 : await client.readContract({ address: config.ASSET, abi: erc20Abi, functionName: "decimals" });
+    rates[gateway.defaultAsset] = { usd: config.ASSET_USD, decimals };
+  }
+  const token = config.EXACT_TOKEN ? await readTokenDomain(client, config.EXACT_TOKEN, chainId) : undefined;
+  const exactAsset = token && tokenAsset(chainId, token.domain.verifyingContract);
+  if (token && exactAsset) rates[exactAsset] = { usd: config.EXACT_TOKEN_USD, decimals: token.decimals };
+  const prices = configuredPrice(() => new PriceTable(gateway.defaultAsset, rates));
+  if (!token || !exactAsset) return { prices };
+  const exact = new ExactScheme({
+    domain: token.domain,
+    payee: gateway.payee,
+    store: databaseExactStore(db),
+    token: new Eip3009Token(client, token.domain.verifyingContract),
+    maxUnsettled: configuredPrice(() => prices.quote({ usd: config.EXACT_MAX_UNSETTLED_USD }).get(exactAsset)!),
+  });
+  return { prices, exact };
+}
+
+/** A rate or an amount in dollars the configuration states, or a ConfigError naming the variables. */
+function configuredPrice<T>(compute: () => T): T {
+  try {
+    return compute();
+  } catch (error) {
+    if (error instanceof PriceError) throw new ConfigError(`${error.message} (ASSET_USD, EXACT_TOKEN_USD, EXACT_MAX_UNSETTLED_USD)`);
+    throw error;
+  }
 }
 
 /**
@@ -311,6 +366,7 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
   const log = options.log ?? (() => {});
   const quiet = new QuietLog(log);
   const scope = scopeOf(paychan);
+  let exact: ExactSettlement | undefined;
   const txManager = new TxManager({
     prisma: db.prisma,
     client,
@@ -318,9 +374,19 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
     chainId: scope.chainId,
     confirmations,
     bumpAfterSeconds: config.FEE_BUMP_AFTER_SECONDS,
-    onFinal: recordSettlementReceipt,
+    onFinal: async (tx, final) => (await exact?.onFinal(tx, final)) ?? recordSettlementReceipt(tx, final),
+    onFailed: async (tx, failed) => exact?.onFailed(tx, failed),
     faults: options.faults,
   });
+  if (paychan.exact) {
+    exact = new ExactSettlement({ prisma: db.prisma, txManager, scope: { chainId: scope.chainId, token: paychan.exact.tokenAddress, payee: scope.payee } });
+  }
+  /** Served exact payments to the outbox, before each pass of the TxManager. */
+  const submitExact = async () => {
+    const done = await exact?.submitDue();
+    if (done?.submitted) log(`submitting ${done.submitted} exact payment(s)`);
+    if (done?.expired) log(`${done.expired} exact payment(s) expired before they could be submitted: served unpaid (reconcile names them)`);
+  };
   const worker = new SettlementWorker({ prisma: db.prisma, client, txManager, scope, policy: policyOf(config) });
   // Books what gateways accepted and did not live to book (they book their own within a second).
   let sweptAt = 0;
@@ -338,6 +404,7 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
         if (booked > 0) log(`booked accepted vouchers of ${booked} channel(s) that no gateway had booked`);
         for (const f of failed) log(`cannot book the accepted vouchers of channel ${f.channelId}: ${f.reason} (reconcile names it)`);
       }
+      await submitExact();
       const round = await worker.settleOnce();
       quiet.end("settlement", "settlement: working again");
       for (const batch of round.decided) log(`decided a ${batch.trigger} batch of ${batch.items.length} channels claiming ${batch.total}`);
@@ -434,12 +501,14 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
     status,
     async runOnce() {
       const sync = await watcher.syncOnce();
+      await submitExact();
       const round = await worker.settleOnce();
       return { sync, round };
     },
     async settleNow({ timeoutMs = 120_000, onlyProfitable = false } = {}) {
       const deadline = Date.now() + timeoutMs;
       const synced = [await watcher.syncOnce()];
+      await submitExact();
       const unprofitable = onlyProfitable ? await worker.unprofitable() : [];
       const decided = await worker.decide({ manual: true, exclude: new Set(unprofitable.map((u) => u.candidate.channelId)) });
       for (const batch of decided) log(`claiming ${batch.items.length} channel(s) worth ${batch.total} in one transaction`);
@@ -492,7 +561,7 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
 
 /** One line for what happened to a claim transaction; nothing for a transaction still waiting. */
 function describeTxEvent(e: TxEvent, confirmations: number): string | undefined {
-  const name = `claim transaction ${e.hash ?? e.chainTxId}`;
+  const name = `${e.purpose.startsWith("exact:") ? "exact transfer" : "claim transaction"} ${e.hash ?? e.chainTxId}`;
   const refusal = e.detail ? ` (the node said: ${e.detail})` : "";
   switch (e.action) {
     case "waiting":

@@ -24,6 +24,7 @@ import {
 } from "viem";
 import type { PrismaClient } from "../generated/prisma/client.js";
 import type { Tx } from "../ledger/postings.js";
+import { longTransaction } from "../ledger/transactions.js";
 import {
   assignNonce,
   enqueueTx,
@@ -38,6 +39,7 @@ import {
 } from "../ledger/txStore.js";
 
 export type FinalTx = { chainTxId: string; purpose: string; receipt: TransactionReceipt };
+export type FailedTx = { chainTxId: string; purpose: string; reason: string };
 
 export type TxManagerOptions = {
   prisma: PrismaClient;
@@ -53,6 +55,9 @@ export type TxManagerOptions = {
   /** Runs in the database transaction that records a final receipt; what it returns becomes the
    * event's detail (settlement says what the escrow did with each claim). */
   onFinal?: (tx: Tx, final: FinalTx) => Promise<string | void>;
+  /** Runs in the database transaction that gives up on a transaction that never landed (it would
+   * revert, or its nonce went to another): its purpose learns it will not happen. */
+  onFailed?: (tx: Tx, failed: FailedTx) => Promise<void>;
   /** Seams for crash tests: a throw here stops the pass exactly at that point. */
   faults?: { beforeBroadcast?(hash: Hex): void | Promise<void>; afterBroadcast?(hash: Hex): void | Promise<void> };
 };
@@ -114,7 +119,7 @@ export class TxManager {
     } catch (error) {
       if (!isRevert(error)) throw error;
       const detail = `would revert: ${messageOf(error)}`;
-      await failTx(prisma, tx.id, detail);
+      await this.fail(tx, detail);
       return { ...event, action: "failed", detail };
     }
     const gasLimit = (gas * 6n) / 5n;
@@ -162,7 +167,7 @@ export class TxManager {
     }
     if (chainNonce > nonce) {
       const detail = `nonce ${nonce} was used by a transaction that is none of ours`;
-      await failTx(prisma, tx.id, detail);
+      await this.fail(tx, detail);
       return { ...event, action: "failed", detail };
     }
     const latest = tx.attempts[0]!;
@@ -184,6 +189,13 @@ export class TxManager {
       return { ...event, action: "rebroadcast", hash: latest.hash, detail };
     }
     return { ...event, action: "waiting", hash: latest.hash };
+  }
+
+  private async fail(tx: OpenTx, reason: string): Promise<void> {
+    const { prisma, onFailed } = this.options;
+    await longTransaction(prisma, async (db) => {
+      if ((await failTx(db, tx.id, reason)) && onFailed) await onFailed(db, { chainTxId: tx.id, purpose: tx.purpose, reason });
+    });
   }
 
   private async sign(
@@ -241,10 +253,20 @@ export class TxManager {
   }
 }
 
-function isRevert(error: unknown): boolean {
+/**
+ * A revert, as opposed to a node or transport failure (which must never be read as a refusal). Nodes
+ * answer "execution reverted" (viem's ExecutionRevertedError); Hardhat's in-process EDR answers
+ * "VM Exception while processing transaction: reverted …" as an unknown RPC error.
+ */
+export function isRevert(error: unknown): boolean {
   return (
     error instanceof BaseError &&
-    error.walk((e) => e instanceof ExecutionRevertedError || e instanceof ContractFunctionRevertedError) !== null
+    error.walk(
+      (e) =>
+        e instanceof ExecutionRevertedError ||
+        e instanceof ContractFunctionRevertedError ||
+        (e instanceof BaseError && /^VM Exception while processing transaction: reverted/.test(e.details ?? "")),
+    ) !== null
   );
 }
 

@@ -18,11 +18,14 @@
 // | CUSTOMER_CREDIT   | credit:<creditAccountId>            | credit | no   | a buyer's prepaid credit; refunds may take it < 0   |
 // | SELLER_PAYABLE    | seller:<seller>:<asset>             | credit | no   | credit spent with a seller, not yet paid out        |
 // | PAYOUTS_IN_TRANSIT| payouts:<processor>:<asset>         | credit | yes  | payouts pending at the processor (two-phase)        |
+// | EXACT_RECEIVABLE  | exact:<payee>:<asset>:receivable    | debit  | yes  | x402 `exact` transfers submitted, not yet final     |
+// | EXACT_CLEARING    | exact:<payee>:<asset>:clearing      | credit | yes  | the same, revenue once the transfer is final        |
 //
 // Fiat assets (`fiat:USD`) count millionths of the currency's unit, so $0.001 is 1,000 base units.
 //
 // Invariant per escrow and asset:
 //   ESCROW_HOLDINGS + ESCROW_PENDING + Σ CHANNEL_SHORTFALL = Σ CHANNEL_AVAILABLE + Σ CHANNEL_OWED.
+// Per payee and asset: EXACT_RECEIVABLE = EXACT_CLEARING = Σ value of the exact payments SUBMITTED.
 import type { Address, Hex } from "viem";
 import type { AccountKind, Side } from "../generated/prisma/enums.js";
 import type { Asset } from "./asset.js";
@@ -44,6 +47,8 @@ export const chartOfAccounts: Record<AccountKind, AccountRules> = {
   CUSTOMER_CREDIT: { normalSide: "CREDIT", nonNegative: false },
   SELLER_PAYABLE: { normalSide: "CREDIT", nonNegative: false },
   PAYOUTS_IN_TRANSIT: { normalSide: "CREDIT", nonNegative: true },
+  EXACT_RECEIVABLE: { normalSide: "DEBIT", nonNegative: true },
+  EXACT_CLEARING: { normalSide: "CREDIT", nonNegative: true },
 };
 
 export const accountId = {
@@ -61,6 +66,8 @@ export const accountId = {
   customerCredit: (creditAccountId: string) => `credit:${creditAccountId}`,
   sellerPayable: (seller: string, asset: Asset) => `seller:${seller}:${asset}`,
   payoutsInTransit: (processor: string, asset: Asset) => `payouts:${processor}:${asset}`,
+  exactReceivable: (payee: Address, asset: Asset) => `exact:${payee}:${asset}:receivable`,
+  exactClearing: (payee: Address, asset: Asset) => `exact:${payee}:${asset}:clearing`,
 };
 
 const kindByPrefix: Record<string, AccountKind> = {
@@ -84,6 +91,11 @@ export function accountKindOf(id: string): AccountKind | undefined {
     if (id.endsWith(":available")) return "CHANNEL_AVAILABLE";
     if (id.endsWith(":owed")) return "CHANNEL_OWED";
     if (id.endsWith(":shortfall")) return "CHANNEL_SHORTFALL";
+    return undefined;
+  }
+  if (prefix === "exact") {
+    if (id.endsWith(":receivable")) return "EXACT_RECEIVABLE";
+    if (id.endsWith(":clearing")) return "EXACT_CLEARING";
     return undefined;
   }
   return kindByPrefix[prefix];

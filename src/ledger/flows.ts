@@ -13,6 +13,10 @@
 // | refund to payer   | CHANNEL_AVAILABLE (+ CHANNEL_OWED for   | ESCROW_HOLDINGS                 |
 // |                   |   accepted vouchers never claimed)      |                                 |
 // | gas fee (native)  | GAS_EXPENSE                             | PAYEE_WALLET                    |
+// | exact submitted   | EXACT_RECEIVABLE                        | EXACT_CLEARING                  |
+// | exact settled     | EXACT_CLEARING                          | EXACT_RECEIVABLE                |
+// |                   | PAYEE_WALLET                            | PAYEE_REVENUE                   |
+// | exact failed      | the submitted entry reversed (EXACT_FAILED)                               |
 // | fiat top-up, card | FIAT_CASH                               | FIAT_PAYABLE (the customer)     |
 // | payout            | FIAT_PAYABLE                            | FIAT_CASH                       |
 //
@@ -117,6 +121,36 @@ export function gasFee({ wallet, asset, amount }: { wallet: Address; asset: Asse
     postings: [
       { account: accountId.gas(wallet, asset), asset, debit: amount },
       { account: accountId.wallet(wallet, asset), asset, credit: amount },
+    ],
+  };
+}
+
+type ExactMoney = { payee: Address; asset: Asset; amount: bigint };
+
+/**
+ * An x402 `exact` payment (an EIP-3009 transfer the payer signed to the payee) handed to the outbox:
+ * the payee expects `amount` in its own wallet, not yet final. Not revenue until the transfer lands.
+ */
+export function exactSubmitted({ payee, asset, amount }: ExactMoney): Flow {
+  return {
+    kind: "EXACT_SUBMITTED",
+    postings: [
+      { account: accountId.exactReceivable(payee, asset), asset, debit: amount },
+      { account: accountId.exactClearing(payee, asset), asset, credit: amount },
+    ],
+  };
+}
+
+/** The transfer of an exact payment is final on chain: the receivable is cleared, and the tokens
+ * in the payee's wallet are revenue. */
+export function exactSettled({ payee, asset, amount }: ExactMoney): Flow {
+  return {
+    kind: "EXACT_SETTLED",
+    postings: [
+      { account: accountId.exactClearing(payee, asset), asset, debit: amount },
+      { account: accountId.exactReceivable(payee, asset), asset, credit: amount },
+      { account: accountId.wallet(payee, asset), asset, debit: amount },
+      { account: accountId.revenue(payee, asset), asset, credit: amount },
     ],
   };
 }

@@ -11,7 +11,8 @@
 // - the gateway's channel view with the chain's latest state.
 // Globally: the trial balance per asset, account totals against their postings, ESCROW_HOLDINGS
 // against Σ CHANNEL_AVAILABLE + CHANNEL_OWED and against Σ (deposit − claimed) on chain, the watcher's
-// lag and the settlement transactions that failed or are stuck.
+// lag and the settlement transactions that failed or are stuck. The payee's x402 `exact` payments are
+// compared too (src/ledger/exactPayments.ts): each one served and never paid is money missing.
 //
 // Each difference carries a severity: `missing` — money the books and the chain disagree about, for
 // no reason the report can name (the CLI exits non-zero); `loss` — a realised loss the books record
@@ -28,6 +29,7 @@ import { cursorIdOf, readCursor, type MirrorScope } from "./chainMirror.js";
 import { accountsOutOfBalance, balances, trialBalance, type Db } from "./postings.js";
 import type { ChannelChainState } from "./channels.js";
 import type { FiatReport } from "./fiatReconcile.js";
+import { reconcileExact, type ExactTotals } from "./exactPayments.js";
 
 /** What reconciliation needs from the chain (src/chain/escrowState.ts implements it). */
 export type ChainView = {
@@ -87,7 +89,11 @@ export type DifferenceCode =
   | "CREDIT_SPENT_TOTAL"
   | "CREDIT_NOT_BOOKED"
   | "CREDIT_SUSPENDED"
-  | "FIAT_EVENT_PARKED";
+  | "FIAT_EVENT_PARKED"
+  | "EXACT_RECEIVABLE"
+  | "EXACT_NOT_SUBMITTED"
+  | "EXACT_NOT_FINAL"
+  | "EXACT_UNPAID";
 
 export type Difference = {
   severity: Severity;
@@ -128,6 +134,8 @@ export type ReconcileReport = {
   channels: { total: number; open: number; withdrawing: number; closed: number };
   assets: AssetTotals[];
   trialBalance: { asset: string; debits: string; credits: string }[];
+  /** The payee's x402 `exact` payments by state, per token. */
+  exact: ExactTotals[];
   differences: Difference[];
   /** The fiat rails, when configured: their differences are also in `differences`. */
   fiat?: FiatReport;
@@ -402,6 +410,8 @@ export async function reconcile(db: Db, options: ReconcileOptions): Promise<Reco
   }
   differences.push(...(await gasDifferences(db, scope, chain)));
   differences.push(...(await transactionWarnings(db, scope, options.stuckAfterSeconds ?? 600)));
+  const exact = await reconcileExact(db, scope.payee, scope.chainId);
+  differences.push(...exact.differences);
 
   return {
     ok: !differences.some((d) => d.severity === "missing" || d.severity === "loss"),
@@ -411,6 +421,7 @@ export async function reconcile(db: Db, options: ReconcileOptions): Promise<Reco
     channels: counts,
     assets,
     trialBalance: [...trial].map(([asset, t]) => ({ asset, debits: t.debits.toString(), credits: t.credits.toString() })),
+    exact: exact.totals,
     differences,
   };
 }
@@ -515,6 +526,10 @@ export function formatReport(report: ReconcileReport): string {
     lines.push(`\n${f.asset} — fiat rails (${f.processor}, ${f.period.from} to ${f.period.to}; processor amounts in minor units, ledger in millionths)`);
     lines.push(`  processor: ${f.processorTotals.movements} movements; charges ${f.processorTotals.charges}   refunds ${f.processorTotals.refunds}   disputes ${f.processorTotals.disputes}   transfers ${f.processorTotals.transfers}   fees ${f.processorTotals.fees}`);
     lines.push(`  ledger: clearing ${f.ledger.clearing}   customer credit ${f.ledger.customerCredit}   seller payable ${f.ledger.sellerPayable}   payouts in transit ${f.ledger.payoutsInTransit}`);
+  }
+  for (const e of report.exact) {
+    lines.push(`\n${e.asset} — x402 exact payments`);
+    lines.push(`  awaiting submission ${e.awaitingSubmission}   submitted ${e.submitted}   settled ${e.settled}   unpaid ${e.unpaid}   voided ${e.voided}`);
   }
   lines.push("\ntrial balance:");
   for (const t of report.trialBalance) lines.push(`  ${t.asset}: debits ${t.debits} credits ${t.credits}${t.debits === t.credits ? "" : "  UNBALANCED"}`);

@@ -174,9 +174,11 @@ export async function finalizeTx(
   });
 }
 
-/** Gives up on a transaction that never landed (it could not be sent, or its nonce went to another). */
-export async function failTx(db: Db, chainTxId: string, error: string): Promise<void> {
-  await db.$executeRaw`
+/** Gives up on a transaction that never landed (it could not be sent, or its nonce went to another).
+ * False if it was no longer in flight. */
+export async function failTx(db: Db, chainTxId: string, error: string): Promise<boolean> {
+  const changed = await db.$executeRaw`
     UPDATE chain_tx SET status = 'FAILED', error = ${error}, updated_at = now()
     WHERE id = ${chainTxId}::uuid AND status IN ('QUEUED', 'PENDING')`;
+  return changed > 0;
 }

@@ -29,6 +29,11 @@ export const errorStatus = {
   insufficient_credit: 402,
   credit_suspended: 402,
   credit_request_replayed: 402,
+  authorization_used: 402,
+  authorization_expired: 402,
+  authorization_not_yet_valid: 402,
+  authorization_rejected: 402,
+  insufficient_balance: 402,
   price_unavailable: 500,
   temporarily_unavailable: 503,
 } as const;

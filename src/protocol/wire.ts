@@ -43,6 +43,9 @@ const amount = z
   .refine((n) => n <= MAX_UINT256, "must fit in uint256");
 const network = z.string().regex(/^eip155:[1-9][0-9]{0,15}$/, "must be eip155:<chainId>");
 
+/** The field schemas every scheme's wire format shares (x402 `exact` reuses them). */
+export const fields = { address, bytes32, signature, amount, network };
+
 export const channelConfigSchema = z.object({
   payer: address,
   payee: address,

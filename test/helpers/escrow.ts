@@ -7,13 +7,13 @@ import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
 import { channelId, escrowDomain, type ChannelConfig, type EscrowLocation } from "../../src/protocol/Channel.js";
 import { signVoucher, voucherTypes } from "../../src/protocol/Voucher.js";
 
-const connection = await network.create();
-const { viem, networkHelpers } = connection;
+const shared = await network.create();
 
 /** What the payer starts with, in TestToken base units (6 decimals). */
 const TOKEN_BALANCE = 1_000_000_000_000n;
 
-async function escrowFixture() {
+async function escrowFixture(connection: typeof shared = shared) {
+  const { viem, networkHelpers } = connection;
   const publicClient = await viem.getPublicClient();
   const testClient = await viem.getTestClient();
   const wallets = await viem.getWalletClients();
@@ -48,7 +48,16 @@ async function escrowFixture() {
 
 /** The escrow, a permit-capable TestToken the payer holds and has approved, and five funded accounts. */
 export function deployEscrow() {
-  return networkHelpers.loadFixture(escrowFixture);
+  return shared.networkHelpers.loadFixture(escrowFixture);
+}
+
+/**
+ * The same fixture on a chain of its own, whose clock starts at the wall clock's: the shared chain's
+ * runs ahead of it once suites have moved its time or mined faster than a block a second, and a
+ * suite whose clients sign with the wall clock (x402's stock client) needs the two to agree.
+ */
+export async function deployEscrowOnNewChain(): Promise<EscrowFixture> {
+  return escrowFixture(await network.create());
 }
 
 export type EscrowFixture = Awaited<ReturnType<typeof deployEscrow>>;

@@ -7,7 +7,7 @@ import { connect, createServer, type AddressInfo, type Server } from "node:net";
 import { expect } from "chai";
 import { getAddress, toHex, type PublicClient } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
-import { StartupError, loadConfig } from "../../src/config.js";
+import { ConfigError, StartupError, loadConfig } from "../../src/config.js";
 import { startPaychan } from "../../src/server.js";
 import { createPostgresDatabase } from "../ledger/helpers.js";
 import { deployEscrow, type EscrowFixture } from "../helpers/escrow.js";
@@ -169,6 +169,28 @@ describe("start-up and its failures, in the CLI's own process", function () {
     } finally {
       await elsewhere.close();
     }
+  });
+
+  it("refuses an EXACT_TOKEN that is no EIP-3009 token or a limit of $0, and `serve` with EXACT_TOKEN on PGlite, naming the variables", async () => {
+    const start = (overrides: Record<string, string>) =>
+      startPaychan(loadConfig({ ...env, ...overrides }), { publicClient: chain.publicClient as PublicClient }).then(
+        async (paychan) => {
+          await paychan.close();
+          throw new Error("started");
+        },
+        (error: Error) => error,
+      );
+    const plain = await start({ EXACT_TOKEN: chain.token.address });
+    expect(plain).to.be.instanceOf(StartupError);
+    expect(plain.message).to.include(`EXACT_TOKEN ${getAddress(chain.token.address)} on chain ${chain.location.chainId} does not implement EIP-3009`);
+    const eip3009 = await chain.viem.deployContract("Eip3009Token");
+    const nothing = await start({ EXACT_TOKEN: eip3009.address, EXACT_MAX_UNSETTLED_USD: "0" });
+    expect(nothing).to.be.instanceOf(ConfigError);
+    expect(nothing.message).to.include("EXACT_MAX_UNSETTLED_USD");
+
+    const run = await runCli(["serve"], { ...env, PORT: "0", EXACT_TOKEN: eip3009.address, DATABASE_URL: "pglite:memory" });
+    expect(run.code, run.stderr).to.equal(2);
+    expect(run.stderr).to.match(/EXACT_TOKEN needs `paychan work` running beside `serve`.*use Postgres \(DATABASE_URL=postgres:/);
   });
 
   it("refuses pglite:/dev/null with a sentence instead of an unhandled rejection", async () => {
