@@ -194,7 +194,7 @@ for (const kind of ["postgres", "pglite"] as const) {
       // Sent by the settlement key's TxManager, which booked its gas from the receipt.
       const tx = await db().prisma.chainTx.findUniqueOrThrow({ where: { id: row.chainTxId! } });
       expect([tx.status, tx.sender, tx.txHash]).to.deep.equal(["CONFIRMED", test.settler.address.toLowerCase(), row.txHash]);
-      expect(await db().prisma.journalEntry.count({ where: { idempotencyKey: `gas:${row.txHash}` } })).to.equal(1);
+      expect(await db().prisma.journalEntry.count({ where: { idempotencyKey: `gas:${row.txHash}:${tx.blockHash}` } })).to.equal(1);
       expect(await ledger(accountId.wallet(payee(), asset()))).to.equal(TOKEN_PRICE);
       expect(await ledger(accountId.revenue(payee(), asset()))).to.equal(TOKEN_PRICE);
       expect(await ledger(accountId.exactReceivable(payee(), asset()))).to.equal(0n);
@@ -331,7 +331,8 @@ for (const kind of ["postgres", "pglite"] as const) {
       const row = await paymentRow(id);
       expect(row.status).to.equal("FAILED");
       expect(row.failure).to.match(/reverted/);
-      expect(await db().prisma.journalEntry.count({ where: { idempotencyKey: `gas:${row.txHash}` } })).to.equal(1);
+      const tx = await db().prisma.chainTx.findUniqueOrThrow({ where: { id: row.chainTxId! } });
+      expect(await db().prisma.journalEntry.count({ where: { idempotencyKey: `gas:${row.txHash}:${tx.blockHash}` } })).to.equal(1);
       expect(await ledger(accountId.exactReceivable(payee(), asset()))).to.equal(0n);
       await expectBalanced();
     });
