@@ -1,10 +1,11 @@
 // Voucher signature checks for the paid-request hot path. viem/noble recovery runs at a few hundred
 // per second here; the `secp256k1` package's prebuilt native binding runs at thousands, so it is used
 // when it loads, with noble as the fallback. Both apply the escrow's rules exactly: 65 bytes, v of 27
-// or 28, low s; anything the contract would refuse is refused here too.
+// or 28, low s; anything the contract would refuse is refused here too. Keccak is js-sha3's, about
+// three times faster here than noble's (three hashes per voucher).
 import { createRequire } from "node:module";
 import { secp256k1 } from "@noble/curves/secp256k1";
-import { keccak_256 } from "@noble/hashes/sha3";
+import { keccak256 as keccak } from "js-sha3";
 import { bytesToHex, domainSeparator, hexToBytes, keccak256, toBytes, type Address, type Hex } from "viem";
 import { escrowDomain, type EscrowLocation } from "../protocol/Channel.js";
 
@@ -39,8 +40,12 @@ function parseSignature(signature: Uint8Array): { compact: Uint8Array; recovery:
   return { compact, recovery: v - 27 };
 }
 
+function keccak_256(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(keccak.arrayBuffer(bytes));
+}
+
 function addressOf(uncompressed: Uint8Array): Address {
-  return bytesToHex(keccak_256(uncompressed.subarray(1)).subarray(12)) as Address;
+  return `0x${keccak.hex(uncompressed.subarray(1)).slice(24)}` as Address;
 }
 
 /** Recovers the signer's address (lowercase hex), or undefined if the signature is not acceptable. */
