@@ -40,6 +40,7 @@ import { formatReport } from "./ledger/reconcile.js";
 import { loadEscrowArtifact } from "./contracts/artifact.js";
 import { listen, type Listener } from "./ops/http.js";
 import { LeaderLock } from "./ops/leader.js";
+import type { Logger } from "./ops/logger.js";
 import { checkOperatorAccess } from "./ops/operatorApp.js";
 import {
   checkChain,
@@ -47,11 +48,17 @@ import {
   createOperatorEndpoints,
   createRpcClient,
   createSettlement,
+  loggerFor,
   reconcilePaychan,
   scopeOf,
   startPaychan,
   type Paychan,
 } from "./server.js";
+
+// `serve` and `work` log on stdout (their output is their log); the one-shot commands log on stderr,
+// so that stdout carries only their report.
+const STDOUT = 1;
+const STDERR = 2;
 
 const program = new Command("paychan")
   .description("Payment-channel micropayments: operate the gateway, its settlement and its books.")
@@ -138,8 +145,9 @@ program
   .description("run the gateway on PORT (GET /api/quote costs PRICE) and the operator endpoints (GET /reconcile) on OPERATOR_HOST:OPERATOR_PORT")
   .action(async () => {
     const config = loadConfig();
+    const log = loggerFor(config, STDOUT);
     checkOperatorAccess({ host: config.OPERATOR_HOST, token: config.OPERATOR_TOKEN });
-    warnIfEphemeral(config);
+    warnIfEphemeral(log, config);
     // Bind both ports first: a port in use fails the start at once, not after the database opened.
     // Until paychan is ready, both answer 503.
     let gatewayApp: RequestListener = starting;
@@ -155,7 +163,7 @@ program
           portVariable: "OPERATOR_PORT",
         }),
       );
-      await withPaychan(config, async (paychan) => {
+      await withPaychan(config, log, async (paychan) => {
         warnIfDevChainWaits(paychan);
         const route = "GET /api/quote";
         gatewayApp = createApp(paychan, { [route]: config.PRICE }, {
@@ -163,9 +171,9 @@ program
         });
         operatorApp = createOperatorEndpoints(paychan);
         const [gateway, operator] = listeners as [Listener, Listener];
-        console.log(`paychan gateway on ${gateway.url}: ${route} costs ${config.PRICE}; GET /healthz`);
-        console.log(`operator endpoints on ${operator.url}: GET /reconcile${config.OPERATOR_TOKEN ? " (Authorization: Bearer OPERATOR_TOKEN)" : ""}`);
-        console.log(describeLine(paychan.config));
+        log.info(`paychan gateway on ${gateway.url}: ${route} costs ${config.PRICE}; GET /healthz`);
+        log.info(`operator endpoints on ${operator.url}: GET /reconcile, GET /metrics${config.OPERATOR_TOKEN ? " (Authorization: Bearer OPERATOR_TOKEN)" : ""}`);
+        log.info(describeLine(paychan.config));
         await untilInterrupted();
       });
     } finally {
@@ -178,9 +186,16 @@ program
   .description("run the chain watcher and the settlement worker until interrupted; on Postgres one process per settlement key leads, others stand by")
   .action(async () => {
     const config = loadConfig();
-    warnIfEphemeral(config);
-    await withPaychan(config, async (paychan) => {
-      const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
+    const logger = loggerFor(config, STDOUT);
+    warnIfEphemeral(logger, config);
+    // Bound before the database opens, like serve's ports: a port in use fails the start at once.
+    const endpoints = config.WORK_OPERATOR_PORT === undefined ? undefined : await listenForOperator(config, config.WORK_OPERATOR_PORT, "WORK_OPERATOR_PORT");
+    await withPaychan(config, logger, async (paychan) => {
+      if (endpoints) {
+        endpoints.serve(createOperatorEndpoints(paychan));
+        logger.info(`operator endpoints on ${endpoints.listener.url}: GET /metrics, GET /reconcile${config.OPERATOR_TOKEN ? " (Authorization: Bearer OPERATOR_TOKEN)" : ""}`);
+      }
+      const log = (line: string, level: "info" | "warn" = "info") => logger[level](line);
       const settlement = createSettlement(paychan, { log });
       await settlement.worker.checkAuthorized();
       warnIfDevChainWaits(paychan);
@@ -224,7 +239,7 @@ program
       } finally {
         await leader.close();
       }
-    });
+    }).finally(() => endpoints?.listener.close());
   });
 
 program
@@ -234,8 +249,9 @@ program
   .option("--force", "claim channels whose claim costs more gas than it brings in, too")
   .action(async (options: { timeout: string; force?: boolean }) => {
     const config = loadConfig();
-    await withPaychan(config, async (paychan) => {
-      const settlement = createSettlement(paychan, { log: (line) => console.error(line) });
+    const log = loggerFor(config, STDERR);
+    await withPaychan(config, log, async (paychan) => {
+      const settlement = createSettlement(paychan, { log: (line, level = "info") => log[level](line) });
       await settlement.worker.checkAuthorized();
       warnIfDevChainWaits(paychan);
       const leader = await leadOnce(paychan, settlement.txManager.sender.address);
@@ -269,7 +285,7 @@ program
   .option("--json", "print the report as JSON")
   .action(async (options: { json?: boolean }) => {
     const config = loadConfig();
-    await withPaychan(config, async (paychan) => {
+    await withPaychan(config, loggerFor(config, STDERR), async (paychan) => {
       const report = await reconcilePaychan(paychan);
       console.log(options.json ? JSON.stringify(report, null, 2) : formatReport(report));
       if (!report.ok) process.exitCode = 1;
@@ -282,7 +298,7 @@ program
   .option("--accounts", "list every account, not only the totals per kind")
   .action(async (options: { accounts?: boolean }) => {
     const config = loadConfig();
-    await withPaychan(config, async (paychan) => {
+    await withPaychan(config, loggerFor(config, STDERR), async (paychan) => {
       const all = [...(await balances(paychan.db.prisma)).values()];
       const byKind = new Map<string, { kind: string; asset: string; accounts: number; balance: bigint }>();
       for (const a of all) {
@@ -323,7 +339,7 @@ program
   .option("--limit <n>", "show at most this many, largest unclaimed first", "50")
   .action(async (options: { limit: string }) => {
     const config = loadConfig();
-    await withPaychan(config, async (paychan) => {
+    await withPaychan(config, loggerFor(config, STDERR), async (paychan) => {
       const scope = scopeOf(paychan);
       const rows = await paychan.db.prisma.channel.findMany({ where: { chainId: BigInt(scope.chainId), payee: scope.payee } });
       const channels = rows
@@ -362,8 +378,16 @@ const starting: RequestListener = (_req, res) => {
   res.writeHead(503, { "content-type": "application/json", "retry-after": "1" }).end(JSON.stringify({ error: "starting", message: "paychan is starting." }));
 };
 
-async function withPaychan(config: Config, fn: (paychan: Paychan) => Promise<void>): Promise<void> {
-  const paychan = await startPaychan(config);
+/** Binds the operator endpoints' port at once; it answers 503 until `serve` hands it the app. */
+async function listenForOperator(config: Config, port: number, portVariable: string): Promise<{ listener: Listener; serve(app: RequestListener): void }> {
+  checkOperatorAccess({ host: config.OPERATOR_HOST, token: config.OPERATOR_TOKEN });
+  let app: RequestListener = starting;
+  const listener = await listen((req, res) => app(req, res), { host: config.OPERATOR_HOST, port, hostVariable: "OPERATOR_HOST", portVariable });
+  return { listener, serve: (next) => void (app = next) };
+}
+
+async function withPaychan(config: Config, logger: Logger, fn: (paychan: Paychan) => Promise<void>): Promise<void> {
+  const paychan = await startPaychan(config, { logger });
   try {
     await fn(paychan);
   } finally {
@@ -399,16 +423,16 @@ async function leadOnce(paychan: Paychan, settler: Address): Promise<LeaderLock 
   );
 }
 
-function warnIfEphemeral(config: Config): void {
+function warnIfEphemeral(log: Logger, config: Config): void {
   if (config.DATABASE_URL === "pglite:memory") {
-    console.error("warning: DATABASE_URL is not set, so the books live in memory and vanish on exit (use pglite:<dir> or postgres://…).");
+    log.warn("DATABASE_URL is not set, so the books live in memory and vanish on exit (use pglite:<dir> or postgres://…).");
   }
 }
 
 function warnIfDevChainWaits(paychan: Paychan): void {
   const { chainId } = paychan.gateway.location;
   if (isDevChain(chainId) && paychan.confirmations > 0) {
-    console.error(
+    paychan.log.warn(
       `warning: CONFIRMATIONS=${paychan.confirmations} on chain ${chainId}, a development chain that makes a block only when a transaction ` +
         `arrives: events and claims wait for blocks that may never come. Leave CONFIRMATIONS unset (0 on dev chains) unless the node mines on an interval.`,
     );

@@ -74,6 +74,17 @@ export const configSchema = z.object({
     .default(0n)
     .describe("the block the chain watcher starts from: the escrow's deployment block (`paychan deploy` prints it)"),
   LOG_BLOCK_RANGE: z.coerce.number().int().min(1).default(2_000).describe("blocks per eth_getLogs request; many providers cap the range"),
+  WORK_OPERATOR_PORT: port
+    .optional()
+    .describe("port of `paychan work`'s operator endpoints (GET /metrics, /healthz, /reconcile) on OPERATOR_HOST; unset: none; 0 picks a free one"),
+  LOG_LEVEL: z
+    .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
+    .default("info")
+    .describe("the least severe log lines written: fatal, error, warn, info (one line per payment decision), debug (adds stack traces and unpaid 402s), trace, or silent"),
+  LOG_FORMAT: z
+    .enum(["json", "pretty"])
+    .optional()
+    .describe("json (one object a line) or pretty (one readable line); unset: pretty when the output is a terminal, else json"),
 });
 
 export type Config = z.output<typeof configSchema>;
