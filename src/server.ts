@@ -35,7 +35,7 @@ import { toBigInt } from "./ledger/amount.js";
 import { batchIdOf, claimCandidates, type DecidedBatch } from "./ledger/settlementStore.js";
 import { nativeAsset } from "./ledger/asset.js";
 import { postgresError } from "./ledger/errors.js";
-import { claimsInFlight, exposureByAsset, gasSpentByAsset, mirroredBlock, settlementLags } from "./ledger/exposure.js";
+import { claimsInFlight, exposureByAsset, gasSpentByAsset, mirroredBlock, oldestUnclaimed, settlementLags } from "./ledger/exposure.js";
 import { QuietLog } from "./ops/log.js";
 import { createLogger, errorFields, secretsOf, type Logger } from "./ops/logger.js";
 import { Metrics } from "./ops/metrics.js";
@@ -191,7 +191,7 @@ function collectFromDatabase(
   metrics.collect("exposure", async () => {
     const rows = await exposureByAsset(db.sql);
     // The gateway's own asset is always listed, at 0 when nothing is owed.
-    if (!rows.some((r) => r.asset === asset)) rows.unshift({ asset, channels: 0, owed: 0n, oldestSeconds: undefined });
+    if (!rows.some((r) => r.asset === asset)) rows.unshift({ asset, channels: 0, owed: 0n });
     return [
       {
         name: "paychan_exposure",
@@ -205,14 +205,16 @@ function collectFromDatabase(
         type: "gauge",
         samples: rows.map((r) => ({ labels: { asset: r.asset }, value: r.channels })),
       },
-      {
-        name: "paychan_unclaimed_oldest_age_seconds",
-        help: "Age of the oldest accepted voucher not yet claimed on chain (settlement lag so far)",
-        type: "gauge",
-        samples: rows.flatMap((r) => (r.oldestSeconds === undefined ? [] : [{ labels: { asset: r.asset }, value: r.oldestSeconds }])),
-      },
     ];
   });
+  metrics.collect("unclaimed_age", async () => [
+    {
+      name: "paychan_unclaimed_oldest_age_seconds",
+      help: "Age of the oldest accepted voucher not yet claimed on chain (the settlement lag so far); absent when nothing is owed",
+      type: "gauge",
+      samples: (await oldestUnclaimed(db.sql)).map((r) => ({ labels: { asset: r.asset }, value: r.seconds })),
+    },
+  ]);
   metrics.collect("gas", async () => {
     const rows = await gasSpentByAsset(db.sql);
     const native = nativeAsset(scope.chainId);

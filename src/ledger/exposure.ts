@@ -4,10 +4,10 @@
 // is confirmed — how long its vouchers waited.
 //
 // A scrape must stay cheap on a database with millions of channels, so no statement here reads
-// every channel: exposure walks only the CHANNEL_OWED accounts that hold something (a partial
-// index, migration 20261201110000), i.e. the channels with unclaimed vouchers; the others read a
-// handful of rows through an index (accounts by kind, transactions by status, a cursor by id, the
-// items of one batch).
+// every channel: exposure walks only the CHANNEL_OWED accounts that hold something (`owing`, with a
+// partial index: migration 20261201110000), i.e. the channels with unclaimed vouchers, and probes
+// two indexes for each of those; the others read a handful of rows through an index (accounts by kind,
+// transactions by status, a cursor by id, the items of one batch).
 import type { Sql } from "./sql.js";
 
 export type Exposure = {
@@ -16,30 +16,48 @@ export type Exposure = {
   channels: number;
   /** Σ CHANNEL_OWED: accepted (as booked) and not yet claimed on chain, in base units. */
   owed: bigint;
-  /** Seconds since the oldest of those vouchers was accepted; undefined if none is in the store. */
-  oldestSeconds: number | undefined;
 };
 
-// The oldest unclaimed voucher of a channel is its first ACCEPTED payment above what the chain has
-// paid: one probe of the (channel_id, cumulative_amount) index per channel with something owed.
-const EXPOSURE = `
-SELECT a.asset, count(*)::int AS channels, sum(a.credits - a.debits)::text AS owed,
-       extract(epoch FROM now() - min(first.created_at))::float8 AS oldest_seconds
-FROM ledger_account a
-LEFT JOIN channel c ON c.id = split_part(a.id, ':', 2)
-LEFT JOIN LATERAL (
-  SELECT p.created_at FROM payment p
-  WHERE p.channel_id = c.id AND p.status = 'ACCEPTED' AND p.cumulative_amount > c.claimed_on_chain
-  ORDER BY p.cumulative_amount
-  LIMIT 1) first ON true
-WHERE a.kind = 'CHANNEL_OWED' AND a.credits <> a.debits
-GROUP BY a.asset
-ORDER BY a.asset`;
+const OWING = `WHERE owing`;
+const EXPOSURE = `SELECT asset, count(*)::int AS channels, sum(credits - debits)::text AS owed FROM ledger_account ${OWING} GROUP BY asset ORDER BY asset`;
+const COUNT_OWING = `SELECT count(*)::int AS owing FROM ledger_account ${OWING}`;
 
+/** What is owed per asset: an index-only scan of the owing accounts. */
 export async function exposureByAsset(sql: Sql): Promise<Exposure[]> {
-  const rows = await sql.query<{ asset: string; channels: number; owed: string; oldest_seconds: number | null }>(EXPOSURE, []);
-  return rows.map((r) => ({ asset: r.asset, channels: r.channels, owed: BigInt(r.owed), oldestSeconds: r.oldest_seconds ?? undefined }));
+  const rows = await sql.query<{ asset: string; channels: number; owed: string }>(EXPOSURE, []);
+  return rows.map((r) => ({ asset: r.asset, channels: r.channels, owed: BigInt(r.owed) }));
 }
+
+// The oldest unclaimed voucher of a channel is its first ACCEPTED payment above what the chain has
+// paid: a probe of the channel's row and one of the (channel_id, cumulative_amount) index per
+// channel that owes.
+const OLDEST_UNCLAIMED = `
+SELECT o.asset, extract(epoch FROM now() - min(first.created_at))::float8 AS oldest_seconds
+FROM (SELECT asset, split_part(id, ':', 2) AS channel_id FROM ledger_account ${OWING} LIMIT $1) o
+CROSS JOIN LATERAL (SELECT claimed_on_chain FROM channel WHERE id = o.channel_id) c
+CROSS JOIN LATERAL (
+  SELECT p.created_at FROM payment p
+  WHERE p.channel_id = o.channel_id AND p.status = 'ACCEPTED' AND p.cumulative_amount > c.claimed_on_chain
+  ORDER BY p.cumulative_amount
+  LIMIT 1) first
+GROUP BY o.asset
+ORDER BY o.asset`;
+
+/**
+ * Per asset, seconds since the oldest accepted voucher not yet claimed was accepted: the settlement
+ * lag so far. It costs two index probes per channel that owes, so it looks at `limit` of them at most
+ * (default 50,000); with more owing than that (settlement is far behind, and the exposure says so)
+ * the age is a lower bound.
+ */
+export async function oldestUnclaimed(sql: Sql, limit = 50_000): Promise<{ asset: string; seconds: number }[]> {
+  const [{ owing }] = (await sql.query<{ owing: number }>(COUNT_OWING, [])) as [{ owing: number }];
+  if (owing === 0) return [];
+  const rows = await sql.query<{ asset: string; oldest_seconds: number }>(OLDEST_UNCLAIMED, [Math.min(owing, limit)]);
+  return rows.map((r) => ({ asset: r.asset, seconds: Math.max(0, r.oldest_seconds) }));
+}
+
+/** The statements a scrape runs over the owing accounts, for the test that checks their plans. */
+export const scrapeStatements = { exposure: EXPOSURE, countOwing: COUNT_OWING, oldestUnclaimed: OLDEST_UNCLAIMED };
 
 /** Native coin spent on transaction fees (Σ GAS_EXPENSE), per asset, in base units. */
 export async function gasSpentByAsset(sql: Sql): Promise<{ asset: string; spent: bigint }[]> {

@@ -224,11 +224,11 @@ describe("GET /metrics when the database or the chain fails [pglite]", function 
       const delta = (name: string, labels: Record<string, string> = {}) => integerOf(after, name, labels) - integerOf(before, name, labels);
       expect(delta("paychan_refused_requests_total", { scheme: "paychan", code: "temporarily_unavailable" })).to.equal(failures);
       expect(delta("paychan_database_errors_total", { component: "paywall" })).to.equal(failures);
-      for (const collector of ["exposure", "gas", "claims", "watcher"]) {
+      for (const collector of ["exposure", "unclaimed_age", "gas", "claims", "watcher"]) {
         expect(integerOf(after, "paychan_collector_up", { collector }), collector).to.equal(0n);
       }
       expect(valueOf(after, "paychan_exposure", { asset: test.paychan.gateway.defaultAsset }), "no stale figure passes for fresh").to.equal(undefined);
-      expect(delta("paychan_database_errors_total", { component: "metrics" })).to.equal(4n);
+      expect(delta("paychan_database_errors_total", { component: "metrics" })).to.equal(5n);
       expect(delta("paychan_rpc_errors_total", { method: "eth_blockNumber" })).to.equal(0n);
       // An expected failure is one line with the reason, never a stack trace.
       const failed = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === "paywall: could not authorize a payment");
