@@ -4,7 +4,7 @@
 // composition root and the CLI turn those into lines here.
 //
 // Secrets never reach the output, whoever logs what: fields named like secrets (authorization,
-// payment-signature, private keys, tokens, passwords) are redacted by path, and every value the
+// payment-signature, private keys, tokens, passwords) are redacted by name, and every value the
 // configuration marks secret — the keys, OPERATOR_TOKEN, the password and API keys inside
 // DATABASE_URL and RPC_URL — is scrubbed from each line before it is written, whatever field or
 // message carries it.
@@ -28,7 +28,10 @@ export type LoggerOptions = {
   destination?: number | { write(line: string): unknown };
 };
 
-/** Field names whose values are never written, at the top level or nested up to two levels. */
+/** Field names whose values are never written: at the top level, or inside `headers`, `req.headers`
+ * or `config`. Explicit paths, no wildcards: pino's wildcard redaction costs ~40 µs a line, ten
+ * times the line itself, on the paid path. Whatever other field carries a secret, the scrubber below
+ * still finds its value. */
 const SECRET_FIELDS = [
   "authorization",
   "cookie",
@@ -43,8 +46,8 @@ const SECRET_FIELDS = [
   "OPERATOR_TOKEN",
 ];
 const REDACTED_PATHS = SECRET_FIELDS.flatMap((field) => {
-  const step = field.startsWith('"') ? `[${field}]` : `.${field}`;
-  return [field.startsWith('"') ? `[${field}]` : field, `*${step}`, `*.*${step}`];
+  const quoted = field.startsWith('"');
+  return [quoted ? `[${field}]` : field, ...["headers", "req.headers", "config"].map((parent) => `${parent}${quoted ? `[${field}]` : `.${field}`}`)];
 });
 
 /** A secret shorter than this is not scrubbed from free text: replacing a short word everywhere
