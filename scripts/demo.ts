@@ -36,6 +36,7 @@ const config = loadConfig({
   PAYEE_ADDRESS: sellerWallet!.account.address,
   MIN_WITHDRAW_DELAY: "3600",
   CONFIRMATIONS: "0", // the in-process chain mines each transaction at once and never reorgs
+  LOG_LEVEL: "warn", // the narration below says what each payment did; `paychan serve` logs a line per decision
 });
 const paychan = await startPaychan(config, { publicClient });
 const app = createApp(
