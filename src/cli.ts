@@ -5,7 +5,7 @@
 //   paychan deploy          deploy the escrow with SETTLER_PRIVATE_KEY
 //   paychan set-operator    let a settlement key claim for the payee (signed by the payee's key)
 //   paychan serve           the gateway with a sample paywalled route (GET /api/quote); operator
-//                           endpoints (GET /reconcile) on their own listener
+//                           endpoints (GET /reconcile, GET /metrics) on their own listener
 //   paychan work            the chain watcher and the settlement worker, until interrupted
 //   paychan settle-now      claim every accepted voucher worth its gas now and wait until the ledger mirrors it
 //   paychan reconcile       compare chain, ledger and voucher store; exits 1 when money is missing
@@ -142,7 +142,7 @@ program
 
 program
   .command("serve")
-  .description("run the gateway on PORT (GET /api/quote costs PRICE) and the operator endpoints (GET /reconcile) on OPERATOR_HOST:OPERATOR_PORT")
+  .description("run the gateway on PORT (GET /api/quote costs PRICE) and the operator endpoints (GET /reconcile, GET /metrics) on OPERATOR_HOST:OPERATOR_PORT")
   .action(async () => {
     const config = loadConfig();
     const log = loggerFor(config, STDOUT);
@@ -433,7 +433,7 @@ function warnIfDevChainWaits(paychan: Paychan): void {
   const { chainId } = paychan.gateway.location;
   if (isDevChain(chainId) && paychan.confirmations > 0) {
     paychan.log.warn(
-      `warning: CONFIRMATIONS=${paychan.confirmations} on chain ${chainId}, a development chain that makes a block only when a transaction ` +
+      `CONFIRMATIONS=${paychan.confirmations} on chain ${chainId}, a development chain that makes a block only when a transaction ` +
         `arrives: events and claims wait for blocks that may never come. Leave CONFIRMATIONS unset (0 on dev chains) unless the node mines on an interval.`,
     );
   }
