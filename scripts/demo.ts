@@ -49,6 +49,7 @@ const config = loadConfig({
   STRIPE_API_BASE: stripe.url, // a local fake of Stripe's API: the demo stays offline
   STRIPE_SELLER_ACCOUNT: "acct_1DemoSeller",
   PAYOUT_THRESHOLD: "0.25",
+  LOG_LEVEL: "warn", // the narration below says what each payment did; `paychan serve` logs a line per decision
 });
 const paychan = await startPaychan(config, { publicClient });
 const app = createApp(

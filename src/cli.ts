@@ -5,7 +5,7 @@
 //   paychan deploy          deploy the escrow with SETTLER_PRIVATE_KEY
 //   paychan set-operator    let a settlement key claim for the payee (signed by the payee's key)
 //   paychan serve           the gateway with a sample paywalled route (GET /api/quote); operator
-//                           endpoints (GET /reconcile) on their own listener
+//                           endpoints (GET /reconcile, GET /metrics) on their own listener
 //   paychan work            the chain watcher and the settlement worker, until interrupted
 //   paychan settle-now      claim every accepted voucher worth its gas now and wait until the ledger mirrors it
 //   paychan reconcile       compare chain, ledger and voucher store; exits 1 when money is missing
@@ -43,6 +43,7 @@ import { formatReport } from "./ledger/reconcile.js";
 import { loadEscrowArtifact } from "./contracts/artifact.js";
 import { listen, type Listener } from "./ops/http.js";
 import { LeaderLock } from "./ops/leader.js";
+import type { Logger } from "./ops/logger.js";
 import { checkOperatorAccess } from "./ops/operatorApp.js";
 import { TOP_UP_PATH, webhookPath } from "./rails/http.js";
 import { createCreditAccount, creditBalance, issueCreditKey, revokeCreditKey } from "./ledger/credit.js";
@@ -53,12 +54,18 @@ import {
   createOperatorEndpoints,
   createRpcClient,
   createSettlement,
+  loggerFor,
   reconcilePaychan,
   scopeOf,
   startPaychan,
   type Paychan,
 } from "./server.js";
 import { dashboard, formatDashboard } from "./ops/dashboard.js";
+
+// `serve` and `work` log on stdout (their output is their log); the one-shot commands log on stderr,
+// so that stdout carries only their report.
+const STDOUT = 1;
+const STDERR = 2;
 
 const program = new Command("paychan")
   .description("Payment-channel micropayments: operate the gateway, its settlement and its books.")
@@ -142,9 +149,10 @@ program
 
 program
   .command("serve")
-  .description("run the gateway on PORT (GET /api/quote costs PRICE) and the operator endpoints (GET /reconcile) on OPERATOR_HOST:OPERATOR_PORT")
+  .description("run the gateway on PORT (GET /api/quote costs PRICE) and the operator endpoints (GET /reconcile, GET /metrics) on OPERATOR_HOST:OPERATOR_PORT")
   .action(async () => {
     const config = loadConfig();
+    const log = loggerFor(config, STDOUT);
     checkOperatorAccess({ host: config.OPERATOR_HOST, token: config.OPERATOR_TOKEN });
     if (config.EXACT_TOKEN && !/^postgres(ql)?:\/\//.test(config.DATABASE_URL)) {
       // Each exact authorization must be submitted by `work` within minutes; PGlite admits one process.
@@ -152,7 +160,7 @@ program
         "EXACT_TOKEN needs `paychan work` running beside `serve` to submit each exact transfer while its authorization is valid, and PGlite serves one process: use Postgres (DATABASE_URL=postgres://…).",
       );
     }
-    warnIfEphemeral(config);
+    warnIfEphemeral(log, config);
     // Bind both ports first: a port in use fails the start at once, not after the database opened.
     // Until paychan is ready, both answer 503.
     let gatewayApp: RequestListener = starting;
@@ -168,7 +176,7 @@ program
           portVariable: "OPERATOR_PORT",
         }),
       );
-      await withPaychan(config, async (paychan) => {
+      await withPaychan(config, log, async (paychan) => {
         warnIfDevChainWaits(paychan);
         const route = "GET /api/quote";
         // One price for every rail: PRICE_USD converted per asset with its rate; without ASSET_USD the
@@ -190,10 +198,10 @@ program
           const terms = scheme.requirements(quote);
           return terms ? [`${terms.amount} of ${terms.asset} (${scheme.scheme})`] : [];
         });
-        console.log(`paychan gateway on ${gateway.url}: ${route} costs ${offers.join(" or ")}; GET /healthz`);
-        if (paychan.fiat) console.log(`fiat rails on: webhook POST ${gateway.url}${webhookPath(paychan.fiat.rail.name)}, top-ups POST ${gateway.url}${TOP_UP_PATH}`);
-        console.log(`operator endpoints on ${operator.url}: GET /reconcile${config.OPERATOR_TOKEN ? " (Authorization: Bearer OPERATOR_TOKEN)" : ""}`);
-        console.log(describeLine(paychan.config));
+        log.info(`paychan gateway on ${gateway.url}: ${route} costs ${offers.join(" or ")}; GET /healthz`);
+        if (paychan.fiat) log.info(`fiat rails on: webhook POST ${gateway.url}${webhookPath(paychan.fiat.rail.name)}, top-ups POST ${gateway.url}${TOP_UP_PATH}`);
+        log.info(`operator endpoints on ${operator.url}: GET /reconcile, GET /metrics${config.OPERATOR_TOKEN ? " (Authorization: Bearer OPERATOR_TOKEN)" : ""}`);
+        log.info(describeLine(paychan.config));
         await untilInterrupted();
       });
     } finally {
@@ -206,9 +214,16 @@ program
   .description("run the chain watcher and the settlement worker until interrupted; on Postgres one process per settlement key leads, others stand by")
   .action(async () => {
     const config = loadConfig();
-    warnIfEphemeral(config);
-    await withPaychan(config, async (paychan) => {
-      const log = (line: string) => console.log(`${new Date().toISOString()} ${line}`);
+    const logger = loggerFor(config, STDOUT);
+    warnIfEphemeral(logger, config);
+    // Bound before the database opens, like serve's ports: a port in use fails the start at once.
+    const endpoints = config.WORK_OPERATOR_PORT === undefined ? undefined : await listenForOperator(config, config.WORK_OPERATOR_PORT, "WORK_OPERATOR_PORT");
+    await withPaychan(config, logger, async (paychan) => {
+      if (endpoints) {
+        endpoints.serve(createOperatorEndpoints(paychan));
+        logger.info(`operator endpoints on ${endpoints.listener.url}: GET /metrics, GET /reconcile${config.OPERATOR_TOKEN ? " (Authorization: Bearer OPERATOR_TOKEN)" : ""}`);
+      }
+      const log = (line: string, level: "info" | "warn" = "info") => logger[level](line);
       const settlement = createSettlement(paychan, { log });
       await settlement.worker.checkAuthorized();
       warnIfDevChainWaits(paychan);
@@ -252,7 +267,7 @@ program
       } finally {
         await leader.close();
       }
-    });
+    }).finally(() => endpoints?.listener.close());
   });
 
 program
@@ -262,8 +277,9 @@ program
   .option("--force", "claim channels whose claim costs more gas than it brings in, too")
   .action(async (options: { timeout: string; force?: boolean }) => {
     const config = loadConfig();
-    await withPaychan(config, async (paychan) => {
-      const settlement = createSettlement(paychan, { log: (line) => console.error(line) });
+    const log = loggerFor(config, STDERR);
+    await withPaychan(config, log, async (paychan) => {
+      const settlement = createSettlement(paychan, { log: (line, level = "info") => log[level](line) });
       await settlement.worker.checkAuthorized();
       warnIfDevChainWaits(paychan);
       const leader = await leadOnce(paychan, settlement.txManager.sender.address);
@@ -297,7 +313,7 @@ program
   .option("--json", "print the report as JSON")
   .action(async (options: { json?: boolean }) => {
     const config = loadConfig();
-    await withPaychan(config, async (paychan) => {
+    await withPaychan(config, loggerFor(config, STDERR), async (paychan) => {
       const report = await reconcilePaychan(paychan);
       console.log(options.json ? JSON.stringify(report, null, 2) : formatReport(report));
       if (!report.ok) process.exitCode = 1;
@@ -310,7 +326,7 @@ program
   .option("--accounts", "list every account, not only the totals per kind")
   .action(async (options: { accounts?: boolean }) => {
     const config = loadConfig();
-    await withPaychan(config, async (paychan) => {
+    await withPaychan(config, loggerFor(config, STDERR), async (paychan) => {
       const all = [...(await balances(paychan.db.prisma)).values()];
       const byKind = new Map<string, { kind: string; asset: string; accounts: number; balance: bigint }>();
       for (const a of all) {
@@ -351,7 +367,7 @@ program
   .option("--limit <n>", "show at most this many, largest unclaimed first", "50")
   .action(async (options: { limit: string }) => {
     const config = loadConfig();
-    await withPaychan(config, async (paychan) => {
+    await withPaychan(config, loggerFor(config, STDERR), async (paychan) => {
       const scope = scopeOf(paychan);
       const rows = await paychan.db.prisma.channel.findMany({ where: { chainId: BigInt(scope.chainId), payee: scope.payee } });
       const channels = rows
@@ -392,7 +408,7 @@ program
   .option("--json", "print it as JSON (amounts as decimal strings of base units)")
   .action(async (options: { json?: boolean }) => {
     const config = loadConfig();
-    await withPaychan(config, async (paychan) => {
+    await withPaychan(config, loggerFor(config, STDERR), async (paychan) => {
       const report = await dashboard(paychan.db.sql, scopeOf(paychan), { confirmations: paychan.confirmations });
       console.log(options.json ? JSON.stringify(report, null, 2) : formatDashboard(report));
     });
@@ -469,15 +485,23 @@ program
 async function withFiat(fn: (paychan: Paychan) => Promise<void>): Promise<void> {
   const config = loadConfig();
   if (!config.STRIPE_SECRET_KEY) throw new ConfigError("STRIPE_SECRET_KEY is not set: the fiat rails are off.");
-  await withPaychan(config, fn);
+  await withPaychan(config, loggerFor(config, STDERR), fn);
 }
 
 const starting: RequestListener = (_req, res) => {
   res.writeHead(503, { "content-type": "application/json", "retry-after": "1" }).end(JSON.stringify({ error: "starting", message: "paychan is starting." }));
 };
 
-async function withPaychan(config: Config, fn: (paychan: Paychan) => Promise<void>): Promise<void> {
-  const paychan = await startPaychan(config);
+/** Binds the operator endpoints' port at once; it answers 503 until `serve` hands it the app. */
+async function listenForOperator(config: Config, port: number, portVariable: string): Promise<{ listener: Listener; serve(app: RequestListener): void }> {
+  checkOperatorAccess({ host: config.OPERATOR_HOST, token: config.OPERATOR_TOKEN });
+  let app: RequestListener = starting;
+  const listener = await listen((req, res) => app(req, res), { host: config.OPERATOR_HOST, port, hostVariable: "OPERATOR_HOST", portVariable });
+  return { listener, serve: (next) => void (app = next) };
+}
+
+async function withPaychan(config: Config, logger: Logger, fn: (paychan: Paychan) => Promise<void>): Promise<void> {
+  const paychan = await startPaychan(config, { logger });
   try {
     await fn(paychan);
   } finally {
@@ -513,17 +537,17 @@ async function leadOnce(paychan: Paychan, settler: Address): Promise<LeaderLock 
   );
 }
 
-function warnIfEphemeral(config: Config): void {
+function warnIfEphemeral(log: Logger, config: Config): void {
   if (config.DATABASE_URL === "pglite:memory") {
-    console.error("warning: DATABASE_URL is not set, so the books live in memory and vanish on exit (use pglite:<dir> or postgres://…).");
+    log.warn("DATABASE_URL is not set, so the books live in memory and vanish on exit (use pglite:<dir> or postgres://…).");
   }
 }
 
 function warnIfDevChainWaits(paychan: Paychan): void {
   const { chainId } = paychan.gateway.location;
   if (isDevChain(chainId) && paychan.confirmations > 0) {
-    console.error(
-      `warning: CONFIRMATIONS=${paychan.confirmations} on chain ${chainId}, a development chain that makes a block only when a transaction ` +
+    paychan.log.warn(
+      `CONFIRMATIONS=${paychan.confirmations} on chain ${chainId}, a development chain that makes a block only when a transaction ` +
         `arrives: events and claims wait for blocks that may never come. Leave CONFIRMATIONS unset (0 on dev chains) unless the node mines on an interval.`,
     );
   }

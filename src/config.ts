@@ -128,6 +128,17 @@ export const configSchema = z.object({
     .describe("pay a seller out once its credit earnings reach this, in CREDIT_CURRENCY (whole cents are paid; the rest stays accrued)"),
   TOPUP_SUCCESS_URL: z.string().url().default("http://localhost:4021/").describe("where Stripe Checkout sends a buyer after a paid top-up"),
   TOPUP_CANCEL_URL: z.string().url().default("http://localhost:4021/").describe("where Stripe Checkout sends a buyer who cancels a top-up"),
+  WORK_OPERATOR_PORT: port
+    .optional()
+    .describe("port of `paychan work`'s operator endpoints (GET /metrics, /healthz, /reconcile) on OPERATOR_HOST; unset: none; 0 picks a free one"),
+  LOG_LEVEL: z
+    .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
+    .default("info")
+    .describe("the least severe log lines written: fatal, error, warn, info (one line per payment decision), debug (adds stack traces and unpaid 402s), trace, or silent"),
+  LOG_FORMAT: z
+    .enum(["json", "pretty"])
+    .optional()
+    .describe("json (one object a line) or pretty (one readable line); unset: pretty when the output is a terminal, else json"),
 });
 
 export type Config = z.output<typeof configSchema>;

@@ -1,8 +1,21 @@
 // The composition root: configuration → database (ledger + voucher store) → chain → gateway, and the
 // settlement (watcher, settlement worker, transaction manager) over the same pieces. The CLI, the demo
-// and the tests all assemble paychan through here.
-import express, { type Express, type RequestHandler, type Router } from "express";
-import { BaseError, HttpRequestError, TimeoutError, createPublicClient, erc20Abi, http, zeroAddress, type Hex, type LocalAccount, type PublicClient } from "viem";
+// and the tests all assemble paychan through here. It is also where the rooms' observer callbacks
+// become log lines and metrics (src/ops): no other room logs or counts by itself.
+import express, { type Express, type Request, type RequestHandler, type Response, type Router } from "express";
+import {
+  BaseError,
+  HttpRequestError,
+  TimeoutError,
+  createPublicClient,
+  erc20Abi,
+  http,
+  zeroAddress,
+  type Hex,
+  type LocalAccount,
+  type PublicClient,
+  type Transport,
+} from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { ChainChannelReader } from "./chain/ChainChannelReader.js";
 import { ChainWatcher, type SyncReport } from "./chain/ChainWatcher.js";
@@ -16,7 +29,7 @@ import { ConfigError, StartupError, confirmationsFor, isDevChain, pendingDeposit
 import { CreditScheme } from "./gateway/CreditScheme.js";
 import { PaymentGateway } from "./gateway/PaymentGateway.js";
 import type { PaymentScheme } from "./gateway/PaymentScheme.js";
-import { paywall, type RouteSpec } from "./gateway/paywall.js";
+import { paywall, type PaymentDecision, type PaywallOptions, type RouteSpec } from "./gateway/paywall.js";
 import { bookCredit } from "./ledger/creditBooking.js";
 import { FIAT_DECIMALS, parseMajor, minorToBase } from "./ledger/currency.js";
 import { LedgerCreditStore } from "./ledger/LedgerCreditStore.js";
@@ -25,13 +38,16 @@ import { FiatRails } from "./rails/FiatRails.js";
 import { TOP_UP_PATH, operatorFiatRoutes, publicFiatRoutes } from "./rails/http.js";
 import type { Rail } from "./rails/Rail.js";
 import { StripeRail } from "./rails/StripeRail.js";
-import type { MirrorScope } from "./ledger/chainMirror.js";
+import { cursorIdOf, type MirrorScope } from "./ledger/chainMirror.js";
 import { openDatabase, type Database } from "./ledger/db.js";
 import { bookAccepted } from "./ledger/booking.js";
 import { LedgerPaymentStore } from "./ledger/LedgerPaymentStore.js";
 import { reconcile, type ReconcileReport } from "./ledger/reconcile.js";
 import { toBigInt } from "./ledger/amount.js";
 import { batchIdOf, claimCandidates, type DecidedBatch } from "./ledger/settlementStore.js";
+import { nativeAsset } from "./ledger/asset.js";
+import { postgresError } from "./ledger/errors.js";
+import { claimsInFlight, exposureByAsset, gasSpentByAsset, mirroredBlock, oldestUnclaimed, settlementLags } from "./ledger/exposure.js";
 import { QuietLog } from "./ops/log.js";
 import { answerFailures, createOperatorApp, guard } from "./ops/operatorApp.js";
 import { consoleRouter } from "./ops/console/consoleRouter.js";
@@ -40,6 +56,10 @@ import { tokenAsset, type Asset } from "./ledger/asset.js";
 import { Eip3009Token, readTokenDomain } from "./x402/exact/Eip3009Token.js";
 import { ExactScheme, databaseExactStore } from "./x402/exact/ExactScheme.js";
 import { ExactSettlement } from "./x402/exact/ExactSettlement.js";
+import { createLogger, errorFields, secretsOf, type Logger } from "./ops/logger.js";
+import { Metrics } from "./ops/metrics.js";
+import { requestIdOf, requestIds } from "./ops/requestId.js";
+import { SCHEME } from "./protocol/wire.js";
 
 export type Paychan = {
   /** The configuration, CONFIRMATIONS resolved for the chain. */
@@ -59,29 +79,102 @@ export type Paychan = {
   prices: PriceTable;
   /** Blocks on top before an event or a claim counts: CONFIRMATIONS, or the chain's default. */
   confirmations: number;
+  /** Counters, histograms and figures read from the database at scrape time: GET /metrics on the
+   * operator listener (createOperatorEndpoints). */
+  metrics: Metrics;
+  /** The structured log (LOG_LEVEL, LOG_FORMAT), secrets scrubbed. */
+  log: Logger;
+  /** Options for `paywall()`: the price table, and callbacks that log and count each payment
+   * decision (createApp passes them): `paywall(paychan.schemes, routes, paychan.paywallOptions)`. */
+  paywallOptions: PaywallOptions;
   close(): Promise<void>;
 };
 
-/** A client for RPC_URL whose every request gives up after RPC_TIMEOUT_MS (viem retries 3 times). */
-export function createRpcClient(config: Config, { retryCount }: { retryCount?: number } = {}): PublicClient {
-  return createPublicClient({ transport: http(config.RPC_URL, { timeout: config.RPC_TIMEOUT_MS, retryCount }) }) as PublicClient;
+export type StartOptions = {
+  /** Default: a client for RPC_URL whose failed requests paychan_rpc_errors_total counts. */
+  publicClient?: PublicClient;
+  /** Default: a logger on stdout configured by LOG_LEVEL and LOG_FORMAT. */
+  logger?: Logger;
+  metrics?: Metrics;
+  /** Default: Stripe when STRIPE_SECRET_KEY is set, else no fiat rails. */
+  rail?: Rail;
+};
+
+/** A client for RPC_URL whose every request gives up after RPC_TIMEOUT_MS (viem retries 3 times);
+ * `onError` hears the method of each request that failed in the end. */
+export function createRpcClient(
+  config: Config,
+  { retryCount, onError }: { retryCount?: number; onError?: (method: string, error: unknown) => void } = {},
+): PublicClient {
+  const transport = http(config.RPC_URL, { timeout: config.RPC_TIMEOUT_MS, retryCount });
+  return createPublicClient({ transport: onError ? reportingFailures(transport, onError) : transport }) as PublicClient;
+}
+
+/** The transport, telling `onError` about every request that failed (after its retries). */
+function reportingFailures(transport: Transport, onError: (method: string, error: unknown) => void): Transport {
+  return (params) => {
+    const inner = transport(params);
+    const request = (async (args: { method: string }, options?: unknown) => {
+      try {
+        return await (inner.request as (args: unknown, options?: unknown) => Promise<unknown>)(args, options);
+      } catch (error) {
+        onError(args.method, error);
+        throw error;
+      }
+    }) as typeof inner.request;
+    return { ...inner, request };
+  };
+}
+
+/** A logger as LOG_LEVEL and LOG_FORMAT say, scrubbing every secret of `config`; on stdout unless
+ * `destination` says otherwise (one-shot commands log on stderr, beside their report on stdout). */
+export function loggerFor(config: Config, destination: number | { write(line: string): unknown } = 1): Logger {
+  return createLogger({ level: config.LOG_LEVEL, format: config.LOG_FORMAT, secrets: secretsOf(config), destination });
+}
+
+/** Whether a failure came from the database (as opposed to the chain, whose JSON-RPC failures the
+ * transport counts, or a bug): a Postgres error, a Prisma error, or a lost connection. */
+export function isDatabaseFailure(error: unknown): boolean {
+  if (error instanceof BaseError) return false;
+  if (postgresError(error)) return true;
+  for (let e: unknown = error, depth = 0; e && typeof e === "object" && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
+    const { name, code, message } = e as { name?: unknown; code?: unknown; message?: unknown };
+    if (typeof name === "string" && name.startsWith("PrismaClient")) return true;
+    if (typeof code === "string" && code in networkErrors) return true;
+    if (typeof message === "string" && /connection terminated|connection (is )?(closed|ended)|pglite is closed|timeout exceeded when trying to connect/i.test(message)) return true;
+  }
+  return false;
 }
 
 /**
  * Checks the chain (answers within RPC_TIMEOUT_MS, holds a PaychanEscrow at ESCROW_ADDRESS), opens
  * the database (migrating it) and builds the gateway. `publicClient` defaults to RPC_URL.
  */
-export async function startPaychan(config: Config, options: { publicClient?: PublicClient; rail?: Rail } = {}): Promise<Paychan> {
+export async function startPaychan(config: Config, options: StartOptions = {}): Promise<Paychan> {
   if (!config.ESCROW_ADDRESS) throw new ConfigError("ESCROW_ADDRESS is not set: deploy the escrow first (paychan deploy).");
   if (!config.PAYEE_ADDRESS) throw new ConfigError("PAYEE_ADDRESS is not set: the address vouchers pay.");
   const rail = options.rail ?? stripeRailOf(config);
-  const publicClient = options.publicClient ?? createRpcClient(config);
+  const log = options.logger ?? loggerFor(config);
+  const metrics =
+    options.metrics ??
+    new Metrics({
+      onCollectorError: (collector, error) => {
+        if (isDatabaseFailure(error)) metrics.databaseError("metrics");
+        log.warn({ collector, ...errorFields(log, error) }, "metrics: a scrape-time collector failed");
+      },
+    });
+  const publicClient = options.publicClient ?? createRpcClient(config, { onError: (method) => metrics.rpcError(method) });
   const chainId = await checkChain(config, options.publicClient);
   const confirmations = confirmationsFor(config, chainId);
   const db = await openDatabase({ url: config.DATABASE_URL, connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS });
   // Vouchers a previous process accepted but did not live to book.
   await bookAccepted(db.sql);
-  const store = new LedgerPaymentStore(db, { onBookingError: (error) => console.error(`paychan: booking accepted vouchers failed, retrying: ${String(error)}`) });
+  const store = new LedgerPaymentStore(db, {
+    onBookingError: (error) => {
+      if (isDatabaseFailure(error)) metrics.databaseError("booking");
+      log.warn(errorFields(log, error), "booking accepted vouchers failed; retrying within a second");
+    },
+  });
   const gateway = new PaymentGateway({
     chainId,
     escrow: config.ESCROW_ADDRESS,
@@ -92,6 +185,7 @@ export async function startPaychan(config: Config, options: { publicClient?: Pub
     minWithdrawDelay: config.MIN_WITHDRAW_DELAY,
     pendingDepositCap: pendingDepositCapFor(config, confirmations),
     closingMarginSeconds: config.CLOSING_MARGIN_SECONDS,
+    onCommit: (batch) => metrics.commit(batch),
   });
   let fiat: FiatRails | undefined;
   let credit: CreditScheme | undefined;
@@ -108,7 +202,12 @@ export async function startPaychan(config: Config, options: { publicClient?: Pub
     });
     // Credit a previous process spent but did not live to book.
     await bookCredit(db.sql);
-    creditStore = new LedgerCreditStore(db, { onBookingError: (error) => console.error(`paychan: booking spent credit failed, retrying: ${String(error)}`) });
+    creditStore = new LedgerCreditStore(db, {
+      onBookingError: (error) => {
+        if (isDatabaseFailure(error)) metrics.databaseError("booking");
+        log.warn(errorFields(log, error), "booking spent credit failed; retrying within a second");
+      },
+    });
     credit = new CreditScheme({ store: creditStore, seller: gateway.payee, asset: fiat.asset, topUpPath: TOP_UP_PATH });
     if (config.STRIPE_SELLER_ACCOUNT) await setSellerDestination(db.prisma, gateway.payee, config.STRIPE_SELLER_ACCOUNT);
     extraRates[fiat.asset] = { usd: config.CREDIT_USD_RATE, decimals: FIAT_DECIMALS };
@@ -118,6 +217,8 @@ export async function startPaychan(config: Config, options: { publicClient?: Pub
     await db.close();
     throw error;
   });
+  const scope: MirrorScope = { chainId, escrow: gateway.location.escrow, payee: gateway.payee };
+  collectFromDatabase(metrics, { db, publicClient, scope, fromBlock: config.WATCH_FROM_BLOCK, asset: gateway.defaultAsset });
   return {
     config: { ...config, CONFIRMATIONS: confirmations },
     db,
@@ -129,6 +230,19 @@ export async function startPaychan(config: Config, options: { publicClient?: Pub
     schemes: [gateway, ...(credit ? [credit] : []), ...(exact ? [exact] : [])],
     prices,
     confirmations,
+    metrics,
+    log,
+    paywallOptions: {
+      prices,
+      onError: (message, error, req) => {
+        if (isDatabaseFailure(error)) metrics.databaseError("paywall");
+        log.error({ reqId: req?.res && requestIdOf(req.res), ...errorFields(log, error) }, message.replace(/:$/, ""));
+      },
+      onDecision: (decision, req, res) => {
+        metrics.payment(decision.outcome, decision);
+        logDecision(log, decision, req, res);
+      },
+    },
     async close() {
       await store.close();
       await creditStore?.close();
@@ -194,6 +308,101 @@ function configuredPrice<T>(compute: () => T): T {
   }
 }
 
+/** The figures the metrics read from the database (and the chain's head) at every scrape; see
+ * src/ledger/exposure.ts for why each stays cheap with millions of channels. */
+function collectFromDatabase(
+  metrics: Metrics,
+  { db, publicClient, scope, fromBlock, asset }: { db: Database; publicClient: PublicClient; scope: MirrorScope; fromBlock: bigint; asset: string },
+): void {
+  metrics.collect("exposure", async () => {
+    const rows = await exposureByAsset(db.sql);
+    // The gateway's own asset is always listed, at 0 when nothing is owed.
+    if (!rows.some((r) => r.asset === asset)) rows.unshift({ asset, channels: 0, owed: 0n });
+    return [
+      {
+        name: "paychan_exposure",
+        help: "Accepted and not yet claimed on chain (Σ CHANNEL_OWED as booked), in base units of the asset",
+        type: "gauge",
+        samples: rows.map((r) => ({ labels: { asset: r.asset }, value: r.owed })),
+      },
+      {
+        name: "paychan_unclaimed_channels",
+        help: "Channels with accepted vouchers not yet claimed on chain",
+        type: "gauge",
+        samples: rows.map((r) => ({ labels: { asset: r.asset }, value: r.channels })),
+      },
+    ];
+  });
+  metrics.collect("unclaimed_age", async () => [
+    {
+      name: "paychan_unclaimed_oldest_age_seconds",
+      help: "Age of the oldest accepted voucher not yet claimed on chain (the settlement lag so far); absent when nothing is owed",
+      type: "gauge",
+      samples: (await oldestUnclaimed(db.sql)).map((r) => ({ labels: { asset: r.asset }, value: r.seconds })),
+    },
+  ]);
+  metrics.collect("gas", async () => {
+    const rows = await gasSpentByAsset(db.sql);
+    const native = nativeAsset(scope.chainId);
+    if (!rows.some((r) => r.asset === native)) rows.unshift({ asset: native, spent: 0n });
+    return [
+      {
+        name: "paychan_gas_spent",
+        help: "Native coin the settlement keys spent on transaction fees (Σ GAS_EXPENSE), in base units",
+        type: "gauge",
+        samples: rows.map((r) => ({ labels: { asset: r.asset }, value: r.spent })),
+      },
+    ];
+  });
+  metrics.collect("claims", async () => {
+    const { count, oldestSeconds } = await claimsInFlight(db.sql);
+    return [
+      { name: "paychan_claims_in_flight", help: "Claim transactions queued or sent and not yet final", type: "gauge", samples: [{ value: count }] },
+      {
+        name: "paychan_claim_in_flight_oldest_age_seconds",
+        help: "Age of the oldest claim transaction not yet final",
+        type: "gauge",
+        samples: oldestSeconds === undefined ? [] : [{ value: oldestSeconds }],
+      },
+    ];
+  });
+  metrics.collect("watcher", async () => {
+    const [head, cursor] = await Promise.all([publicClient.getBlockNumber({ cacheTime: 0 }), mirroredBlock(db.sql, cursorIdOf(scope))]);
+    const mirrored = cursor ?? fromBlock - 1n;
+    return [
+      { name: "paychan_chain_head_block", help: "The chain's newest block at RPC_URL", type: "gauge", samples: [{ value: head }] },
+      { name: "paychan_watcher_mirrored_block", help: "The newest block the chain watcher has mirrored into the ledger", type: "gauge", samples: [{ value: mirrored }] },
+      {
+        name: "paychan_watcher_head_lag_blocks",
+        help: "Blocks the watcher is behind the chain's head (at least CONFIRMATIONS when it keeps up)",
+        type: "gauge",
+        samples: [{ value: head > mirrored ? head - mirrored : 0n }],
+      },
+    ];
+  });
+}
+
+/** One line per payment decision: scheme, channel or account, amount, code and latency. */
+function logDecision(log: Logger, decision: PaymentDecision, req: Request, res: Response): void {
+  const { scheme, outcome, code, account, amount, asset, seconds, status } = decision;
+  const fields = {
+    reqId: requestIdOf(res),
+    method: req.method,
+    // Without the query: a seller's query strings may carry its own users' keys.
+    path: req.originalUrl.split("?", 1)[0],
+    scheme,
+    code,
+    ...(account && { [scheme === SCHEME ? "channel" : "account"]: account }),
+    ...(amount !== undefined && { amount: amount.toString(), asset }),
+    ...(seconds !== undefined && { latencyMs: Math.round(seconds * 1e6) / 1e3 }),
+    ...(status !== undefined && { status }),
+  };
+  const message = outcome === "paid" ? "payment accepted" : outcome === "voided" ? "payment voided" : "payment refused";
+  if (code === "payment_required") log.debug(fields, message);
+  else if (code === "temporarily_unavailable") log.warn(fields, message);
+  else log.info(fields, message);
+}
+
 /**
  * The chain id at RPC_URL, after checking that ESCROW_ADDRESS holds a PaychanEscrow there. Each
  * request is tried once, not viem's four times: a chain that is down is reported within
@@ -246,10 +455,11 @@ export function createApp(
 ): Express {
   const app = express();
   app.disable("x-powered-by");
+  app.use(requestIds());
   app.get("/healthz", (_req, res) => res.json({ ok: true }));
   // The processor's webhook needs the raw body: before anything that parses one.
   if (paychan.fiat) app.use(publicFiatRoutes(paychan.fiat));
-  app.use(paywall(paychan.schemes, routes, { prices: paychan.prices }));
+  app.use(paywall(paychan.schemes, routes, paychan.paywallOptions));
   for (const [key, handler] of Object.entries(handlers)) {
     const [method, path] = key.split(/\s+/, 2) as [string, string];
     app[method.toLowerCase() as "get"](path, handler);
@@ -260,7 +470,8 @@ export function createApp(
 /**
  * The operator's endpoints, for their own listener (OPERATOR_HOST, OPERATOR_PORT), behind
  * OPERATOR_TOKEN when set: GET /reconcile (the books compared with the chain and the card
- * processor) and GET /healthz; with fiat, credit accounts and keys and payout runs (src/rails/http.ts).
+ * processor), GET /metrics (the Prometheus text format) and GET /healthz; with fiat, credit accounts
+ * and keys and payout runs (src/rails/http.ts).
  */
 export function createOperatorEndpoints(paychan: Paychan, options: { settlement?: Settlement } = {}): Express {
   const access = { host: paychan.config.OPERATOR_HOST, token: paychan.config.OPERATOR_TOKEN };
@@ -269,6 +480,9 @@ export function createOperatorEndpoints(paychan: Paychan, options: { settlement?
   app.get("/healthz", (_req, res) => res.json({ ok: true }));
   app.get("/reconcile", (_req, res, next) => {
     reconcilePaychan(paychan).then((report) => res.json(report), next);
+  });
+  app.get("/metrics", (_req, res, next) => {
+    paychan.metrics.render().then((body) => res.setHeader("Content-Type", paychan.metrics.contentType).send(body), next);
   });
   if (paychan.fiat) app.use(operatorFiatRoutes(paychan.fiat));
   app.use(answerFailures);
@@ -300,18 +514,23 @@ export async function reconcilePaychan(paychan: Paychan): Promise<ReconcileRepor
     chain: escrowChainView(paychan.publicClient, scope.escrow),
     confirmations: paychan.confirmations,
   });
-  if (!paychan.fiat) return report;
+  if (!paychan.fiat) {
+    paychan.metrics.reconciled(report.differences);
+    return report;
+  }
   await bookCredit(paychan.db.sql);
   const fiat = await paychan.fiat.reconcile();
   const differences = [...report.differences, ...fiat.differences];
+  paychan.metrics.reconciled(differences);
   return { ...report, ok: report.ok && !fiat.differences.some((d) => d.severity === "missing" || d.severity === "loss"), differences, fiat };
 }
 
 export type SettlementOptions = {
   /** The settlement key: the payee or an operator it approved. Defaults to SETTLER_PRIVATE_KEY. */
   account?: LocalAccount;
-  /** Progress and errors of the background loops and of long work, one line each, none repeated. */
-  log?: (line: string) => void;
+  /** Progress and errors of the background loops and of long work, one line each, none repeated;
+   * `warn` for failures and stalls. */
+  log?: (line: string, level?: "info" | "warn") => void;
   faults?: TxManagerOptions["faults"];
 };
 
@@ -364,7 +583,14 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
   const account = options.account ?? (config.SETTLER_PRIVATE_KEY && privateKeyToAccount(config.SETTLER_PRIVATE_KEY));
   if (!account) throw new ConfigError("SETTLER_PRIVATE_KEY is not set: the key that sends claims (the payee, or an operator it approved).");
   const log = options.log ?? (() => {});
+  const warn = (line: string) => log(line, "warn");
   const quiet = new QuietLog(log);
+  const failing = new QuietLog(warn);
+  const { metrics } = paychan;
+  const failed = (component: string, error: unknown) => {
+    if (isDatabaseFailure(error)) metrics.databaseError(component);
+    failing.say(component, `${component}: ${messageOf(error)}`);
+  };
   const scope = scopeOf(paychan);
   let exact: ExactSettlement | undefined;
   const txManager = new TxManager({
@@ -393,25 +619,43 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
   const report = (e: TxEvent) => {
     const line = describeTxEvent(e, confirmations);
     const topic = `tx:${e.chainTxId}`;
-    if (line) quiet.say(topic, line);
-    if (e.action === "confirmed" || e.action === "failed") quiet.end(topic);
+    if (line) (e.action === "failed" || e.action === "error" ? failing : quiet).say(topic, line);
+    if (e.action === "confirmed" || e.action === "failed") {
+      quiet.end(topic);
+      failing.end(topic);
+    }
+  };
+  // Counts what happened to each claim transaction and, once one is confirmed, how long the vouchers
+  // it claimed waited. A failure here is the metrics' own: it must not fail the settlement round.
+  const observe = async (events: TxEvent[]) => {
+    for (const e of events) {
+      if (e.action !== "waiting") metrics.claimTransaction(e.action);
+      const batchId = e.action === "confirmed" ? batchIdOf(e.purpose) : undefined;
+      if (batchId) {
+        await settlementLags(db.sql, batchId).then(
+          (lags) => metrics.settled(lags),
+          (error: unknown) => failed("metrics", error),
+        );
+      }
+    }
   };
   const settleLoop = new PollingLoop(
     async () => {
       if (Date.now() - sweptAt >= BOOKING_SWEEP_MS) {
-        const { booked, failed } = await bookAccepted(db.sql);
+        const { booked, failed: unbooked } = await bookAccepted(db.sql);
         sweptAt = Date.now();
         if (booked > 0) log(`booked accepted vouchers of ${booked} channel(s) that no gateway had booked`);
-        for (const f of failed) log(`cannot book the accepted vouchers of channel ${f.channelId}: ${f.reason} (reconcile names it)`);
+        for (const f of unbooked) warn(`cannot book the accepted vouchers of channel ${f.channelId}: ${f.reason} (reconcile names it)`);
       }
       await submitExact();
       const round = await worker.settleOnce();
-      quiet.end("settlement", "settlement: working again");
+      failing.end("settlement", "settlement: working again");
       for (const batch of round.decided) log(`decided a ${batch.trigger} batch of ${batch.items.length} channels claiming ${batch.total}`);
       round.transactions.forEach(report);
+      await observe(round.transactions);
     },
     config.POLL_INTERVAL_MS,
-    (error) => quiet.say("settlement", `settlement: ${messageOf(error)}`),
+    (error) => failed("settlement", error),
   );
   let catchingUp = false;
   let progressAt = 0;
@@ -449,21 +693,21 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
   const watchLoop = new PollingLoop(
     async () => {
       const sync = await watcher.syncOnce();
-      quiet.end("watcher", "watcher: working again");
+      failing.end("watcher", "watcher: working again");
       if (sync.reorg) {
-        log(`reorg: rewound from block ${sync.reorg.from} to ${sync.reorg.to}, reversed ${sync.reorg.reversedEntries} entries`);
+        warn(`reorg: rewound from block ${sync.reorg.from} to ${sync.reorg.to}, reversed ${sync.reorg.reversedEntries} entries`);
         for (const s of sync.reorg.shortfalls) {
-          log(`reorg: channel ${s.channelId} had spent ${s.amount} that the chain no longer holds; it is blocked and \`reconcile\` names the loss`);
+          warn(`reorg: channel ${s.channelId} had spent ${s.amount} that the chain no longer holds; it is blocked and \`reconcile\` names the loss`);
         }
       }
-      for (const f of sync.failed) quiet.say(`mirror:${f.channelId}`, `watcher: cannot book channel ${f.channelId} (${f.reason}); its events are kept and retried, every other channel goes on`);
+      for (const f of sync.failed) failing.say(`mirror:${f.channelId}`, `watcher: cannot book channel ${f.channelId} (${f.reason}); its events are kept and retried, every other channel goes on`);
       for (const id of sync.recovered) {
-        quiet.end(`mirror:${id}`);
+        failing.end(`mirror:${id}`);
         log(`watcher: booked the kept events of channel ${id}`);
       }
     },
     config.POLL_INTERVAL_MS,
-    (error) => quiet.say("watcher", `watcher: ${messageOf(error)}`),
+    (error) => failed("watcher", error),
   );
 
   const status = async (): Promise<SettlementStatus> => {
@@ -486,12 +730,12 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
       );
       const waitingForBlocks = confirmations > 0 && (now.inFlight > 0 || now.mirrored < now.head);
       if (now.head === lastHead && waitingForBlocks) {
-        quiet.say("stall", `the chain made no new block since the last heartbeat: ${stalledChainAdvice(scope.chainId, confirmations)}`);
-      } else if (now.head !== lastHead) quiet.end("stall");
+        failing.say("stall", `the chain made no new block since the last heartbeat: ${stalledChainAdvice(scope.chainId, confirmations)}`);
+      } else if (now.head !== lastHead) failing.end("stall");
       lastHead = now.head;
     },
     config.HEARTBEAT_SECONDS * 1000,
-    (error) => quiet.say("heartbeat", `heartbeat: ${messageOf(error)}`),
+    (error) => failed("heartbeat", error),
   );
 
   return {
@@ -503,6 +747,7 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
       const sync = await watcher.syncOnce();
       await submitExact();
       const round = await worker.settleOnce();
+      await observe(round.transactions);
       return { sync, round };
     },
     async settleNow({ timeoutMs = 120_000, onlyProfitable = false } = {}) {
@@ -523,6 +768,7 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
           report(e);
           if ((e.action === "confirmed" || e.action === "failed") && e.blockNumber !== undefined && e.blockNumber > landedAt) landedAt = e.blockNumber;
         }
+        await observe(events);
         const sync = await watcher.syncOnce();
         synced.push(sync);
         const inFlight = await txManager.inFlight();

@@ -7,6 +7,9 @@
 
 type Pending<Req, Res> = { request: Req; key: string; resolve: (r: Res) => void; reject: (e: unknown) => void };
 
+/** Told about each committed batch: how many requests it carried and how long its statement took. */
+export type CommitObserver = (batch: { size: number; seconds: number; failed: boolean }) => void;
+
 export class GroupCommit<Req, Res> {
   private queue: Pending<Req, Res>[] = [];
   private flushing = false;
@@ -15,6 +18,7 @@ export class GroupCommit<Req, Res> {
     private readonly commit: (requests: Req[]) => Promise<Res[]>,
     private readonly keyOf: (request: Req) => string,
     private readonly maxBatch = 256,
+    private readonly observe?: CommitObserver,
   ) {}
 
   submit(request: Req): Promise<Res> {
@@ -28,12 +32,16 @@ export class GroupCommit<Req, Res> {
     this.flushing = true;
     while (this.queue.length > 0) {
       const batch = this.take();
+      const started = performance.now();
+      let failed = false;
       try {
         const results = await this.commit(batch.map((b) => b.request));
         batch.forEach((b, i) => b.resolve(results[i]!));
       } catch (error) {
+        failed = true;
         for (const b of batch) b.reject(error);
       }
+      this.observe?.({ size: batch.length, seconds: (performance.now() - started) / 1000, failed });
     }
     this.flushing = false;
   }

@@ -15,7 +15,7 @@ import { SCHEME, networkOf, parsePaychanPayment, type PaymentRequirements, type 
 import { tokenAsset, type Asset } from "../ledger/asset.js";
 import type { Quote } from "../policy/prices.js";
 import { LruMap, type ChannelCache, type CodeCache } from "./ChannelCache.js";
-import { GroupCommit } from "./GroupCommit.js";
+import { GroupCommit, type CommitObserver } from "./GroupCommit.js";
 import type { AcceptOutcome, ChannelReader, ChannelRecord, ChannelSnapshot, PaymentStore, VoucherCharge } from "./PaymentStore.js";
 import type { PaidRequest, PaymentHeader, PaymentScheme, Settled } from "./PaymentScheme.js";
 import { recoverSigner, voucherDigester } from "./signatures.js";
@@ -40,6 +40,8 @@ export type GatewayOptions = {
   maxTimeoutSeconds?: number;
   /** Channels remembered by this process (default 50,000); beyond it the least recently used go. */
   channelCacheSize?: number;
+  /** Told about each accept statement (its batch size and duration), for metrics. */
+  onCommit?: CommitObserver;
 };
 
 export type Authorization = Settled & {
@@ -89,7 +91,7 @@ export class PaymentGateway implements PaymentScheme {
     this.chain = options.chain;
     this.digest = voucherDigester(this.location);
     const context = { chainId: options.chainId, closingMarginSeconds: this.closingMarginSeconds, pendingDepositCap: options.pendingDepositCap };
-    this.commits = new GroupCommit((charges) => this.store.accept(charges, context), (charge) => charge.channelId);
+    this.commits = new GroupCommit((charges) => this.store.accept(charges, context), (charge) => charge.channelId, undefined, options.onCommit);
     this.channels = new LruMap(options.channelCacheSize ?? 50_000);
     this.contracts = new LruMap(options.channelCacheSize ?? 50_000);
   }
@@ -212,6 +214,7 @@ export class PaymentGateway implements PaymentScheme {
   private authorization(config: ChannelConfig, charge: VoucherCharge, paymentId: string, deposit: bigint, retried: boolean): Authorization {
     return {
       paymentId,
+      account: charge.channelId,
       channelId: charge.channelId,
       price: charge.price,
       cumulativeAmount: charge.cumulativeAmount,

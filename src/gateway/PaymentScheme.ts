@@ -28,6 +28,10 @@ export type Requirements = {
 export type Settled = {
   paymentId: string;
   receipt: unknown;
+  /** Who paid, as logs name it: the channel (paychan) or the payer's account. */
+  account?: string;
+  /** An identical retry of a request already paid: served again, charged nothing more. */
+  retried?: boolean;
   /** Called once with the handler's status: a 5xx voids the charge. */
   complete(status: number): Promise<void>;
 };

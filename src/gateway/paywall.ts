@@ -6,6 +6,9 @@
 // Routes are matched by an Express Router built from the same patterns, so a path is paywalled
 // exactly when Express would route it to the handler (case, trailing slashes, params): there is no
 // second matcher to disagree with and be bypassed.
+//
+// Each decision is handed to `onDecision` (the composition root turns it into a log line and
+// metrics); the paywall itself neither logs nor counts.
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from "express";
 import { PaymentError, isPaymentError } from "../protocol/Errors.js";
 import { HEADERS, X402_VERSION, decodePaymentEnvelope, encodeHeader } from "../protocol/wire.js";
@@ -19,8 +22,31 @@ export type RouteSpec = Price | { price: Price; description?: string; mimeType?:
 export type PaywallOptions = {
   /** Converts USD prices per asset; by default bare bigints are in the first scheme's asset. */
   prices?: PriceTable;
-  /** Where unexpected failures of the payment service are reported (default console.error). */
-  onError?: (message: string, error: unknown) => void;
+  /** Where failures of the payment service (its database or chain) are reported; by default one
+   * line on stderr, without a stack trace. */
+  onError?: (message: string, error: unknown, req?: Request) => void;
+  /** Told every decision on a request to a paywalled route, once it is made. */
+  onDecision?: (decision: PaymentDecision, req: Request, res: Response) => void;
+};
+
+/** What the paywall decided about one request. */
+export type PaymentDecision = {
+  /** The scheme that decided; undefined when the request named none of this paywall's schemes. */
+  scheme?: string;
+  /** `voided`: a paid request whose handler answered 5xx, so its charge was voided. */
+  outcome: "paid" | "refused" | "voided";
+  /** `ok` for a new charge, `retry` for an identical retry served again (charged nothing more),
+   * `handler_failed` for a void, else the refusal's stable code. */
+  code: string;
+  /** Who paid or tried to: the channel or the account, when known. */
+  account?: string;
+  /** The route's price in the scheme's asset, in base units. */
+  amount?: bigint;
+  asset?: string;
+  /** From reading the PAYMENT-SIGNATURE to the decision; undefined when none was sent. */
+  seconds?: number;
+  /** The handler's status, for a void. */
+  status?: number;
 };
 
 const METHODS = ["get", "post", "put", "patch", "delete", "head", "options", "all"] as const;
@@ -54,7 +80,8 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
   const defaultAsset = list.find((s) => s.defaultAsset)?.defaultAsset;
   const prices = options.prices ?? (defaultAsset ? new PriceTable(defaultAsset) : undefined);
   if (!prices) throw new Error("paywall: no scheme names a default asset; pass a PriceTable");
-  const onError = options.onError ?? ((message: string, error: unknown) => console.error(message, error));
+  const onError = options.onError ?? ((message: string, error: unknown) => console.error(`${message} ${error instanceof Error ? error.message : String(error)}`));
+  const decided = options.onDecision;
   const byName = new Map(list.map((s) => [s.scheme, s]));
 
   return (spec: { price: Price; description?: string; mimeType?: string }): RequestHandler =>
@@ -69,25 +96,38 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
         quote = prices.quote(typeof spec.price === "function" ? await spec.price(req) : spec.price);
       } catch (cause) {
         const reason = cause instanceof PriceError ? cause.message : String(cause);
+        decided?.({ outcome: "refused", code: "price_unavailable" }, req, res);
         return refuse(res, list, new Map(), resource, new PaymentError("price_unavailable", `No price for this request: ${reason}`));
       }
 
       let settled: Settled;
+      let handler: PaymentScheme | undefined;
+      let started: number | undefined;
       try {
+        started = performance.now();
         const { scheme, header, json } = paymentOf(req, list);
-        const handler = byName.get(scheme);
+        handler = byName.get(scheme);
         if (!handler || !handler.requirements(quote)) {
           const offered = list.filter((s) => s.requirements(quote)).map((s) => `"${s.scheme}"`).join(", ");
           throw new PaymentError("unsupported_scheme", `This resource is not paid with "${scheme}" here; it accepts ${offered}.`);
         }
         settled = await handler.authorize({ header, json }, quote, { method: req.method, url: resource.url });
       } catch (error) {
-        if (isPaymentError(error)) return refuse(res, list, quote, resource, error);
+        const sent = started !== undefined && !(isPaymentError(error) && error.code === "payment_required");
+        const seconds = sent ? (performance.now() - started!) / 1000 : undefined;
+        if (isPaymentError(error)) {
+          const channelId = error.details?.channelId;
+          decided?.({ scheme: handler?.scheme, outcome: "refused", code: error.code, account: typeof channelId === "string" ? channelId : undefined, seconds, ...priceIn(handler, quote) }, req, res);
+          return refuse(res, list, quote, resource, error);
+        }
         // The request was fine; the gateway's database or chain was not. Nothing was charged.
-        onError("paywall: could not authorize a payment:", error);
+        onError("paywall: could not authorize a payment:", error, req);
+        decided?.({ scheme: handler?.scheme, outcome: "refused", code: "temporarily_unavailable", seconds, ...priceIn(handler, quote) }, req, res);
         res.setHeader("Retry-After", "1");
         return refuse(res, list, quote, resource, new PaymentError("temporarily_unavailable", "The payment service is briefly unavailable; retry in a moment. You were not charged."));
       }
+      const paid = { scheme: handler.scheme, account: settled.account, ...priceIn(handler, quote) };
+      decided?.({ ...paid, outcome: "paid", code: settled.retried ? "retry" : "ok", seconds: (performance.now() - started!) / 1000 }, req, res);
 
       res.setHeader(HEADERS.response, encodeHeader(settled.receipt));
       res.setHeader("Access-Control-Expose-Headers", `${HEADERS.response}, ${HEADERS.required}`);
@@ -101,7 +141,11 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
       const complete = () => {
         if (completed) return;
         completed = true;
-        settled.complete(res.statusCode).catch((error: unknown) => onError(`paywall: could not void payment ${settled.paymentId}:`, error));
+        const status = res.statusCode;
+        settled.complete(status).then(
+          () => status >= 500 && decided?.({ ...paid, outcome: "voided", code: "handler_failed", status }, req, res),
+          (error: unknown) => onError(`paywall: could not void payment ${settled.paymentId}:`, error, req),
+        );
       };
       res.once("finish", complete);
       res.once("close", complete);
@@ -135,6 +179,14 @@ function refuse(res: Response, schemes: PaymentScheme[], quote: Quote, resource:
   res.setHeader(HEADERS.required, encodeHeader(body));
   res.setHeader("Access-Control-Expose-Headers", HEADERS.required);
   res.status(error.status).json({ error: error.code, message: error.message, ...(error.details && { details: error.details }) });
+}
+
+/** The route's price in the scheme's own asset. */
+function priceIn(scheme: PaymentScheme | undefined, quote: Quote): { amount?: bigint; asset?: string } {
+  if (!scheme) return {};
+  if (scheme.defaultAsset) return { amount: quote.get(scheme.defaultAsset), asset: scheme.defaultAsset };
+  const terms = scheme.requirements(quote);
+  return terms ? { amount: terms.amount, asset: `${terms.network}/${terms.asset}` } : {};
 }
 
 function isRouteObject(spec: RouteSpec): spec is { price: Price; description?: string; mimeType?: string } {

@@ -11,7 +11,7 @@ import { acceptVouchers } from "../../src/ledger/acceptVouchers.js";
 import { bookAccepted } from "../../src/ledger/booking.js";
 import type { ChannelConfig } from "../../src/protocol/Channel.js";
 import { signVoucher } from "../../src/protocol/Voucher.js";
-import { createSettlement, startPaychan, type Paychan, type Settlement, type SettlementOptions } from "../../src/server.js";
+import { createSettlement, loggerFor, startPaychan, type Paychan, type Settlement, type SettlementOptions } from "../../src/server.js";
 import { channelConfig, deployEscrow, idOf, sessionKey, type EscrowFixture } from "../helpers/escrow.js";
 import { unique } from "../ledger/helpers.js";
 
@@ -69,7 +69,14 @@ export type TestPaychan = { paychan: Paychan; settlement: Settlement; payee: Pri
 export async function startTestPaychan(
   chain: EscrowFixture,
   databaseUrl: string,
-  options: { env?: Record<string, string>; payee?: PrivateKeyAccount; settler?: PrivateKeyAccount; publicClient?: PublicClient } & SettlementOptions = {},
+  options: {
+    env?: Record<string, string>;
+    payee?: PrivateKeyAccount;
+    settler?: PrivateKeyAccount;
+    publicClient?: PublicClient;
+    /** Where paychan's log lines go (default stdout), through the logger the configuration sets up. */
+    logTo?: { write(line: string): unknown };
+  } & SettlementOptions = {},
 ): Promise<TestPaychan> {
   const payee = options.payee ?? (await fundedAccount(chain));
   const settler = options.settler ?? payee;
@@ -84,9 +91,13 @@ export async function startTestPaychan(
     SETTLE_GAS_MULTIPLIER: "1000000000",
     FEE_BUMP_AFTER_SECONDS: "3600",
     WATCH_FROM_BLOCK: (head + 1n).toString(),
+    LOG_LEVEL: "warn",
     ...options.env,
   });
-  const paychan = await startPaychan(config, { publicClient: options.publicClient ?? (chain.publicClient as PublicClient) });
+  const paychan = await startPaychan(config, {
+    publicClient: options.publicClient ?? (chain.publicClient as PublicClient),
+    logger: options.logTo && loggerFor(config, options.logTo),
+  });
   const settlement = createSettlement(paychan, { account: settler, log: options.log, faults: options.faults });
   return { paychan, settlement, payee, settler };
 }
