@@ -125,6 +125,11 @@ export class PaymentGateway implements PaymentScheme {
     };
   }
 
+  /** How many channels this process remembers (at most `channelCacheSize`). */
+  get cachedChannels(): number {
+    return this.channels.size;
+  }
+
   /**
    * Decides whether `payment` pays this request's price and, if so, has it accepted durably before
    * returning. Rejects with a PaymentError (with a stable code) for every refusal.
