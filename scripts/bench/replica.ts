@@ -1,7 +1,8 @@
 // One gateway process for scripts/bench/paywall.ts: paychan assembled by the composition root from
 // the environment (DATABASE_URL, RPC_URL, ESCROW_ADDRESS, PAYEE_ADDRESS, …), serving GET /api/item
 // (BENCH_PRICE base units of the channel's asset, or BENCH_PRICE_USD dollars of credit) and GET
-// /bench/stats (payments stored, this process's memory) and /bench/profile/{start,stop}. Prints "READY <url>" once listening.
+// /bench/stats (payments stored, this process's memory), /bench/metrics (its Prometheus metrics) and
+// /bench/profile/{start,stop}. Prints "READY <url>" once listening.
 import { Session } from "node:inspector/promises";
 import type { AddressInfo } from "node:net";
 import { loadConfig } from "../../src/config.js";
@@ -21,6 +22,9 @@ app.get("/bench/stats", async (_req, res) => {
   const credit = paychan.fiat ? await paychan.db.prisma.creditPayment.count({ where: { status: "ACCEPTED" } }) : 0;
   const cpu = process.cpuUsage();
   res.json({ payments, credit, rssBytes: process.memoryUsage().rss, cpuMicros: cpu.user + cpu.system });
+});
+app.get("/bench/metrics", async (_req, res) => {
+  res.type("text/plain").send(await paychan.metrics.render());
 });
 // The V8 CPU profiler around one measurement (scripts/bench/paywall.ts PROFILE=1), so that start-up
 // and module loading are not in it.
