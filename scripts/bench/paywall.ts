@@ -324,10 +324,12 @@ if (RUNS.has("pglite")) {
   await load([replica.url], "unpaid"); // warm-up
   await load([replica.url], "paid-first");
   const unpaid = await load([replica.url], "unpaid");
+  const cpuBefore = (await replica.stats()).cpuMicros;
   const paid = await commitsDuring([replica], () => load([replica.url], "paid"));
   row("unpaid", unpaid);
   row("paid", paid);
   const stats = await replica.stats();
+  console.log(`  gateway CPU per paid request ${Math.round((stats.cpuMicros - cpuBefore) / paid.total)} µs (PGlite runs in the gateway's process)`);
   checkDurable("vouchers", paid, stats.payments);
   console.log(`  gateway RSS ${mib(stats.rssBytes)}`);
   console.log(`pglite paid / unpaid = ${(paid.rps / unpaid.rps).toFixed(2)}`);

@@ -31,6 +31,10 @@ export class GroupCommit<Req, Res> {
   private async flush(): Promise<void> {
     this.flushing = true;
     while (this.queue.length > 0) {
+      // Let the event loop read the requests that arrived meanwhile first, so that they join this batch.
+      // With an in-process database (PGlite) the statement holds the thread, nothing is read while it
+      // runs, and without this turn every statement would carry a single voucher.
+      await new Promise((resolve) => setImmediate(resolve));
       const batch = this.take();
       const started = performance.now();
       let failed = false;
