@@ -3,15 +3,15 @@
 // total within the route's maximum, and `finish` fixes the charge — durably, the part beyond the price
 // becoming the channel's debt — before the payer is told it (the paywall calls it before the
 // response ends, a streaming handler before its final event).
+import { RECEIPT_EVENT, encodeHeader } from "../protocol/wire.js";
 import type { MeteredCharge } from "./PaymentScheme.js";
 
 export class UsageMeter {
-  private total: bigint;
+  /** The usage reported so far, at most `max`. */
+  private total = 0n;
   private finishing: Promise<unknown> | undefined;
 
-  constructor(private readonly charge: MeteredCharge) {
-    this.total = charge.price;
-  }
+  constructor(private readonly charge: MeteredCharge) {}
 
   /** What the request prepaid: it costs at least this. */
   get price(): bigint {
@@ -23,9 +23,14 @@ export class UsageMeter {
     return this.charge.max;
   }
 
-  /** The charge so far: the price until the usage reported exceeds it, never more than `max`. */
-  get used(): bigint {
+  /** The usage reported so far (at most `max`). */
+  get reported(): bigint {
     return this.total;
+  }
+
+  /** The charge so far: the price until the usage reported exceeds it. */
+  get charged(): bigint {
+    return this.total < this.charge.price ? this.charge.price : this.total;
   }
 
   /** How much more usage may be reported before the maximum. */
@@ -66,5 +71,11 @@ export class UsageMeter {
   finish(): Promise<unknown> {
     this.finishing ??= this.charge.finish(this.total);
     return this.finishing;
+  }
+
+  /** For a server-sent event stream: finishes, and returns the final receipt as its last event
+   * (`event: payment-response`, data encoded as the PAYMENT-RESPONSE header is). */
+  async receiptEvent(): Promise<string> {
+    return `event: ${RECEIPT_EVENT}\ndata: ${encodeHeader(await this.finish())}\n\n`;
   }
 }

@@ -15,6 +15,9 @@ export const HEADERS = {
   signature: "PAYMENT-SIGNATURE",
   response: "PAYMENT-RESPONSE",
 } as const;
+/** The server-sent event that carries a metered stream's final receipt, encoded as PAYMENT-RESPONSE is:
+ * its headers left before the charge was known. */
+export const RECEIPT_EVENT = "payment-response";
 /** Larger PAYMENT-SIGNATURE headers are refused before any decoding (a real one is ~1.2 KB). */
 export const MAX_HEADER_BYTES = 8 * 1024;
 

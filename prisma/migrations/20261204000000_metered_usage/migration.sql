@@ -25,3 +25,21 @@ ALTER TABLE "payment" ADD CONSTRAINT "payment_metered_check"
 
 -- The metered requests still running, per channel: at most one per channel may be.
 CREATE INDEX "payment_metering_idx" ON "payment"("channel_id") WHERE "metered_max" IS NOT NULL AND "charged" IS NULL;
+
+-- A payment still only moves from ACCEPTED to VOIDED, except that a metered one, while ACCEPTED, has
+-- its charge recorded once (NULL to a value), nothing else changing.
+CREATE OR REPLACE FUNCTION "payment_guard"() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD."status" = 'ACCEPTED' AND NEW."status" = 'ACCEPTED'
+        AND OLD."metered_max" IS NOT NULL AND OLD."charged" IS NULL AND NEW."charged" IS NOT NULL
+        AND (to_jsonb(NEW) - 'charged') = (to_jsonb(OLD) - 'charged') THEN
+        RETURN NEW;
+    END IF;
+    IF TG_OP = 'DELETE'
+        OR (to_jsonb(NEW) - 'status' - 'void_entry_id') <> (to_jsonb(OLD) - 'status' - 'void_entry_id')
+        OR NOT (OLD."status" = 'ACCEPTED' AND NEW."status" = 'VOIDED' AND NEW."void_entry_id" IS NOT NULL) THEN
+        RAISE EXCEPTION 'payment %: only ACCEPTED -> VOIDED with a void entry (or a metered charge recorded once) is allowed, % refused', OLD."id", TG_OP
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NEW;
+END $$;
