@@ -84,7 +84,7 @@ export class ChannelPayer {
     const owedLimit = max(current.owedLimit ?? 0n, owed, usage);
     // Remember the signature before it leaves: the server may claim it even if the response is lost.
     if (cumulativeAmount > current.signedMax || owedLimit !== (current.owedLimit ?? 0n)) {
-      await this.store.save(this.channel.id, { ...current, signedMax: max(cumulativeAmount, current.signedMax), owedLimit });
+      await this.store.save(this.channel.id, withOwed({ ...current, signedMax: max(cumulativeAmount, current.signedMax) }, owed, owedLimit));
     }
     return {
       x402Version: X402_VERSION,
@@ -111,8 +111,8 @@ export class ChannelPayer {
     if (owed !== undefined && owed !== (current.owed ?? 0n)) {
       // Pay the usage the server says is owed only as far as this client authorized it.
       if (owed > (current.owedLimit ?? 0n)) return undefined;
+      await this.store.save(this.channel.id, withOwed(current, owed, current.owedLimit ?? 0n));
       current.owed = owed;
-      await this.store.save(this.channel.id, current);
     }
     if (code === "insufficient_deposit" && server) {
       if (!this.onInsufficientDeposit) return undefined;
@@ -135,8 +135,14 @@ export class ChannelPayer {
     const limit = current.owedLimit ?? 0n;
     const owed = receipt.owed !== undefined && receipt.owed <= limit ? receipt.owed : 0n;
     const owedLimit = receipt.maxAmount === undefined && owed === 0n ? 0n : limit;
-    await this.store.save(this.channel.id, { accepted: receipt.cumulativeAmount, signedMax: current.signedMax, owed, owedLimit });
+    await this.store.save(this.channel.id, withOwed({ accepted: receipt.cumulativeAmount, signedMax: current.signedMax }, owed, owedLimit));
   }
+}
+
+/** The state with its metered amounts, which a channel that never paid a metered route does not carry. */
+function withOwed(state: ChannelState, owed: bigint, owedLimit: bigint): ChannelState {
+  const { owed: _owed, owedLimit: _limit, ...rest } = state;
+  return { ...rest, ...(owed > 0n && { owed }), ...(owedLimit > 0n && { owedLimit }) };
 }
 
 function max(...values: bigint[]): bigint {
