@@ -291,7 +291,7 @@ export class PaymentGateway implements PaymentScheme {
       receipt: (amount) => receipt(clamp(amount), clamp(amount) - charge.price),
       finish: async (amount) => {
         const recorded = await this.store.recordUsage(paymentId, clamp(amount));
-        // Nothing recorded (an identical retry, a lapsed lease): the request costs its price alone.
+        // No charge recorded (its lease is over): the request costs its price alone.
         if (!recorded) return receipt(charge.price, 0n);
         const cached = this.channels.peek(charge.channelId);
         if (cached?.seen) cached.seen = { ...cached.seen, owed: recorded.owed };

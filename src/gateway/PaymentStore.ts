@@ -23,8 +23,8 @@ export interface PaymentStore {
    * counting the retry; undefined once it was served again `maxRetries` times. */
   claimRetry(charge: Omit<VoucherCharge, "price">, withinSeconds: number, maxRetries: number): Promise<RetriedPayment | undefined>;
   /** Records what a metered payment's request used (clamped to its price and maximum) as its charge,
-   * and the rest beyond its price as its channel's debt, durably; undefined when nothing was recorded
-   * (already recorded, voided, or its lease is over). */
+   * and the rest beyond its price as its channel's debt, durably — or what was recorded for it before
+   * (an identical retry); undefined when it has no charge (voided, or its lease is over). */
   recordUsage(paymentId: string, amount: bigint): Promise<RecordedUsage | undefined>;
   /** Voids an accepted payment (the handler failed) and reverses exactly its charge. Idempotent. */
   voidPayment(paymentId: string, reason: string): Promise<void>;

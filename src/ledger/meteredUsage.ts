@@ -14,7 +14,7 @@ export type RecordedUsage = {
 };
 
 // Only a standing metered payment whose usage is not recorded yet, within its lease: a second report
-// (an identical retry served again), a voided payment or a lapsed lease charge nothing more.
+// (an identical retry served again) charges nothing more and a voided payment or a lapsed lease nothing.
 const RECORD = `
 WITH p AS (
   UPDATE payment SET charged = GREATEST(LEAST($2::numeric, metered_max), price - owed_paid)
@@ -25,10 +25,14 @@ WITH p AS (
   UPDATE channel c SET usage_owed = c.usage_owed + p.owed, updated_at = now() FROM p WHERE c.id = p.channel_id
   RETURNING c.usage_owed
 )
-SELECT p.charged::text, c.usage_owed::text AS owed FROM p CROSS JOIN c`;
+SELECT p.charged::text, c.usage_owed::text AS owed FROM p CROSS JOIN c
+UNION ALL
+-- Recorded before (the request is an identical retry): its charge as recorded, and what is owed now.
+SELECT q.charged::text, ch.usage_owed::text FROM payment q JOIN channel ch ON ch.id = q.channel_id
+WHERE q.id = $1::uuid AND q.status = 'ACCEPTED' AND q.charged IS NOT NULL AND NOT EXISTS (SELECT 1 FROM p)`;
 
-/** Records a metered payment's usage `amount` (clamped to its price and maximum); undefined when
- * there is nothing to record (see RECORD). */
+/** Records a metered payment's usage `amount` (clamped to its price and maximum), or returns what was
+ * recorded for it before; undefined when it has no charge (voided, or its lease is over). */
 export async function recordUsage(sql: Sql, paymentId: string, amount: bigint): Promise<RecordedUsage | undefined> {
   const [row] = await runWithRetry(() =>
     sql.query<{ charged: string; owed: string }>(RECORD, [paymentId, (amount < 0n ? 0n : amount).toString()], "paychan_record_usage"),

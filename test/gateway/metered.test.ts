@@ -8,7 +8,10 @@ import type { Server } from "node:http";
 import { expect } from "chai";
 import type { Request, Response } from "express";
 import type { Hex } from "viem";
+import { wrapFetchWithPayment, x402Client } from "@x402/fetch";
 import { createPaidFetch, type PaidFetch } from "../../src/client/paidFetch.js";
+import { MemoryStateStore } from "../../src/client/stateStore.js";
+import { PaychanSchemeClient } from "../../src/x402/index.js";
 import { meterOf } from "../../src/gateway/paywall.js";
 import { accountId } from "../../src/ledger/accounts.js";
 import { nativeAsset } from "../../src/ledger/asset.js";
@@ -276,6 +279,33 @@ for (const kind of ["postgres", "pglite"] as const) {
       expect((await paidFetch.state()).signedMax).to.equal(total);
       const row = await channelRow(buyer.channel.id);
       expect(row.usageOwed.toFixed()).to.equal("0");
+    });
+
+    it("serves an identical retry of a metered request again with its receipt, without charging its usage twice", async () => {
+      const buyer = await openBuyer();
+      const first = await paidGet(buyer, "/generate?tokens=40", BASE);
+      const again = await paidGet(buyer, "/generate?tokens=40", BASE);
+      expect([first.status, again.status]).to.deep.equal([200, 200]);
+      const [a, b] = [first, again].map((r) => decodeReceipt(r.headers.get(HEADERS.response)!));
+      expect(b).to.deep.equal(a);
+      expect(b!.owed).to.equal(40n * TOKEN - BASE);
+      const row = await channelRow(buyer.channel.id);
+      expect([row.acceptedCumulative.toFixed(), row.usageOwed.toFixed()]).to.deep.equal([BASE.toString(), (40n * TOKEN - BASE).toString()]);
+    });
+
+    it("is paid by the stock x402 client through PaychanSchemeClient, which pays the usage with its next voucher", async () => {
+      const buyer = await openBuyer();
+      const store = new MemoryStateStore();
+      const scheme = new PaychanSchemeClient({ channel: buyer.channel, signer: buyer.session, maxPrice: MAX, store });
+      const pay = wrapFetchWithPayment(fetch, new x402Client().register("eip155:*", scheme));
+      const first = await pay(`${url}/generate?tokens=40`);
+      expect(first.status).to.equal(200);
+      expect(decodeReceipt(first.headers.get(HEADERS.response)!).charged).to.equal(40n * TOKEN);
+      expect((await store.load(buyer.channel.id))?.owed).to.equal(40n * TOKEN - BASE);
+      expect((await pay(`${url}/quote`)).status).to.equal(200);
+      expect(await highestVoucher(buyer.channel.id)).to.equal(40n * TOKEN + FIXED);
+      expect((await store.load(buyer.channel.id))?.signedMax).to.equal(40n * TOKEN + FIXED);
+      expect((await channelRow(buyer.channel.id)).usageOwed.toFixed()).to.equal("0");
     });
 
     it("serves a metered request only when the deposit covers its maximum, and one at a time per channel", async () => {
