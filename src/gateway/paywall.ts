@@ -102,9 +102,10 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
   const decided = options.onDecision;
   const byName = new Map(list.map((s) => [s.scheme, s]));
 
-  return (spec: RouteObject): RequestHandler =>
-    async (req: Request, res: Response, next: NextFunction) => {
-      const schemes = spec.maxPrice === undefined ? list : list.filter((s) => s.metered);
+  return (spec: RouteObject): RequestHandler => {
+    checkMetered(spec, list);
+    const schemes = spec.maxPrice === undefined ? list : list.filter((s) => s.metered);
+    return async (req: Request, res: Response, next: NextFunction) => {
       const resource: Resource = {
         url: `${req.protocol}://${req.get("host") ?? "localhost"}${req.originalUrl}`,
         description: spec.description,
@@ -190,6 +191,18 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
       res.once("close", complete);
       next();
     };
+  };
+}
+
+/** A metered route needs a scheme that can meter, and a maximum no lower than its price. */
+function checkMetered(spec: RouteObject, schemes: PaymentScheme[]): void {
+  if (spec.maxPrice === undefined) return;
+  if (!schemes.some((s) => s.metered)) {
+    throw new Error(`paywall: a route has a maxPrice (it is metered), but none of the schemes ${schemes.map((s) => `"${s.scheme}"`).join(", ")} can meter; add the paychan gateway`);
+  }
+  if (typeof spec.price === "bigint" && typeof spec.maxPrice === "bigint" && (spec.maxPrice < spec.price || spec.price <= 0n)) {
+    throw new Error(`paywall: a metered route's price must be at least 1 and its maxPrice at least its price (price ${spec.price}, maxPrice ${spec.maxPrice})`);
+  }
 }
 
 /** The payment a request carries: its PAYMENT-SIGNATURE, or else a bearer token a scheme takes. */

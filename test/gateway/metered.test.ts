@@ -12,7 +12,7 @@ import { wrapFetchWithPayment, x402Client } from "@x402/fetch";
 import { createPaidFetch, type PaidFetch } from "../../src/client/paidFetch.js";
 import { MemoryStateStore } from "../../src/client/stateStore.js";
 import { PaychanSchemeClient } from "../../src/x402/index.js";
-import { meterOf } from "../../src/gateway/paywall.js";
+import { meterOf, paywall } from "../../src/gateway/paywall.js";
 import { accountId } from "../../src/ledger/accounts.js";
 import { nativeAsset } from "../../src/ledger/asset.js";
 import { balanceOf } from "../../src/ledger/postings.js";
@@ -306,6 +306,12 @@ for (const kind of ["postgres", "pglite"] as const) {
       expect(await highestVoucher(buyer.channel.id)).to.equal(40n * TOKEN + FIXED);
       expect((await store.load(buyer.channel.id))?.signedMax).to.equal(40n * TOKEN + FIXED);
       expect((await channelRow(buyer.channel.id)).usageOwed.toFixed()).to.equal("0");
+    });
+
+    it("refuses at start-up a metered route no scheme can meter, or whose maximum is below its price", () => {
+      expect(() => paywall(test.paychan.gateway, { "GET /x": { price: BASE, maxPrice: BASE - 1n } })).to.throw(/maxPrice at least its price/);
+      const fixedOnly = { scheme: "fixed", defaultAsset: test.paychan.gateway.defaultAsset, requirements: () => undefined, authorize: () => Promise.reject(new Error("unused")) };
+      expect(() => paywall(fixedOnly, { "GET /x": { price: BASE, maxPrice: MAX } })).to.throw(/none of the schemes "fixed" can meter/);
     });
 
     it("serves a metered request only when the deposit covers its maximum, and one at a time per channel", async () => {
