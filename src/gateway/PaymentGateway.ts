@@ -345,8 +345,14 @@ export class PaymentGateway implements PaymentScheme {
   }
 
   private mismatch(code: "voucher_replayed" | "cumulative_mismatch", id: Hex, channel: ChannelSnapshot, charge: VoucherCharge): PaymentError {
-    const details = { channelId: id, acceptedCumulative: channel.acceptedCumulative.toString(), price: charge.price.toString() };
-    const next = channel.acceptedCumulative + charge.price;
+    const owed = channel.usageOwed;
+    const details = {
+      channelId: id,
+      acceptedCumulative: channel.acceptedCumulative.toString(),
+      price: charge.price.toString(),
+      ...(owed > 0n && { owed: owed.toString() }),
+    };
+    const next = channel.acceptedCumulative + owed + charge.price;
     if (code === "voucher_replayed") {
       return new PaymentError(
         "voucher_replayed",
@@ -356,7 +362,7 @@ export class PaymentGateway implements PaymentScheme {
     }
     return new PaymentError(
       "cumulative_mismatch",
-      `The voucher must total ${next} (accepted so far ${channel.acceptedCumulative} plus the price ${charge.price}), not ${charge.cumulativeAmount}.`,
+      `The voucher must total ${next} (accepted so far ${channel.acceptedCumulative}${owed > 0n ? ` plus metered usage owed ${owed}` : ""} plus the price ${charge.price}), not ${charge.cumulativeAmount}.`,
       details,
     );
   }
