@@ -11,8 +11,8 @@
 // metrics); the paywall itself neither logs nor counts.
 //
 // A metered route (`{ price, maxPrice }`) prepays `price` and charges what its handler reports through
-// `meterOf(res)`, up to `maxPrice`: the charge is fixed and recorded before the response ends, so its
-// PAYMENT-RESPONSE states it (a streaming handler, whose headers are long gone, calls `finish` itself
+// `meterOf(res)`, up to `maxPrice`: the charge is fixed and recorded (a 5xx's voided) before the
+// response ends, so its PAYMENT-RESPONSE states it (a streaming handler, whose headers are long gone, calls `finish` itself
 // and sends the receipt in its last event). Only schemes that can meter are offered on such a route.
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from "express";
 import { PaymentError, isPaymentError } from "../protocol/Errors.js";
@@ -159,17 +159,25 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
         if (this.statusCode >= 500 || (typeof args[0] === "number" && args[0] >= 500)) this.removeHeader(HEADERS.response);
         return writeHead.apply(this, args);
       } as Response["writeHead"];
+      let completing: Promise<void> | undefined;
+      const settle = (status: number) => (completing ??= settled.complete(status));
       const meter = settled.meter && new UsageMeter(settled.meter);
       if (meter) {
         meters.set(res, meter);
-        // The charge is fixed and recorded before the response ends, so its receipt can state it.
+        // The charge is fixed and recorded (or, for a 5xx, voided) before the response ends: its
+        // receipt can state it, and the payer's next voucher finds the channel where it left it.
         const end = res.end;
         res.end = function (this: Response, ...args: unknown[]) {
-          if (this.statusCode >= 500 || meter.finished) return end.apply(this, args as Parameters<Response["end"]>);
+          const ended = () => end.apply(this, args as Parameters<Response["end"]>);
+          if (meter.finished) return ended();
+          if (this.statusCode >= 500) {
+            settle(this.statusCode).catch(() => undefined).finally(ended);
+            return this;
+          }
           meter.finish().then(
             (receipt) => !this.headersSent && this.setHeader(HEADERS.response, encodeHeader(receipt)),
             (error: unknown) => onError(`paywall: could not record the usage of payment ${settled.paymentId}:`, error, req),
-          ).finally(() => end.apply(this, args as Parameters<Response["end"]>));
+          ).finally(ended);
           return this;
         } as Response["end"];
       }
@@ -182,7 +190,7 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
         if (meter && status < 500 && !meter.finished) {
           meter.finish().catch((error: unknown) => onError(`paywall: could not record the usage of payment ${settled.paymentId}:`, error, req));
         }
-        settled.complete(status).then(
+        settle(status).then(
           () => status >= 500 && decided?.({ ...paid, outcome: "voided", code: "handler_failed", status }, req, res),
           (error: unknown) => onError(`paywall: could not void payment ${settled.paymentId}:`, error, req),
         );

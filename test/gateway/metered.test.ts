@@ -203,7 +203,8 @@ for (const kind of ["postgres", "pglite"] as const) {
       expect(owing.maxAmount).to.equal(MAX);
       await get("/generate?tokens=1000"); // over the maximum: charged the maximum
       await get("/fail?tokens=30", 500); // the handler failed: charged nothing, and the debt stays owed
-      await until(async () => (await channelRow(buyer.channel.id)).usageOwed.toFixed() === (MAX - BASE).toString());
+      // Voided before the response ended: the next voucher needs no wait.
+      expect((await channelRow(buyer.channel.id)).usageOwed.toFixed()).to.equal((MAX - BASE).toString());
       await get("/generate?tokens=20");
       await get("/quote"); // pays the last request's usage
       expect(charged).to.deep.equal([BASE, 40n * TOKEN, MAX, 20n * TOKEN, FIXED]);
