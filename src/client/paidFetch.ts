@@ -20,7 +20,12 @@ export type PaidFetchOptions = ChannelPayerOptions & {
   onReceipt?: (receipt: Receipt) => void | Promise<void>;
 };
 
-export type PaidFetch = typeof globalThis.fetch & { state(): Promise<ChannelState> };
+export type PaidFetch = typeof globalThis.fetch & {
+  state(): Promise<ChannelState>;
+  /** Books a receipt that came in a response's body: a metered stream's final event, whose charge
+   * was fixed after the headers left. The next voucher then pays it without a 402 first. */
+  recordReceipt(receipt: Receipt): Promise<void>;
+};
 
 const MAX_ATTEMPTS = 3;
 /** Identical resends of a paid request whose connection failed (fetch throws a TypeError). */
@@ -92,5 +97,9 @@ export function createPaidFetch(options: PaidFetchOptions): PaidFetch {
     return result;
   }) as PaidFetch;
   paidFetch.state = state;
+  paidFetch.recordReceipt = async (receipt) => {
+    await payer.recordReceipt(receipt);
+    await options.onReceipt?.(receipt);
+  };
   return paidFetch;
 }

@@ -5,7 +5,33 @@ export type ChannelState = {
   accepted: bigint;
   /** The highest cumulative amount this client ever signed: the most the server can claim. */
   signedMax: bigint;
+  /** Metered usage the server says the channel owes: the next voucher includes it. */
+  owed?: bigint;
+  /** The most the channel may owe: what this client authorized on metered requests beyond their
+   * prepaid price and has not paid yet. A server saying it is owed more is not followed. */
+  owedLimit?: bigint;
 };
+
+type StoredState = { accepted: string; signedMax: string; owed?: string; owedLimit?: string };
+
+/** A state as JSON stores keep it: amounts as decimal strings. */
+export function encodeState(state: ChannelState): StoredState {
+  return {
+    accepted: state.accepted.toString(),
+    signedMax: state.signedMax.toString(),
+    ...(state.owed !== undefined && { owed: state.owed.toString() }),
+    ...(state.owedLimit !== undefined && { owedLimit: state.owedLimit.toString() }),
+  };
+}
+
+export function decodeState(stored: StoredState): ChannelState {
+  return {
+    accepted: BigInt(stored.accepted),
+    signedMax: BigInt(stored.signedMax),
+    ...(stored.owed !== undefined && { owed: BigInt(stored.owed) }),
+    ...(stored.owedLimit !== undefined && { owedLimit: BigInt(stored.owedLimit) }),
+  };
+}
 
 export interface ChannelStateStore {
   load(channelId: string): Promise<ChannelState | undefined>;
@@ -31,13 +57,9 @@ export class WebStorageStateStore implements ChannelStateStore {
   async load(channelId: string) {
     const raw = this.storage.getItem(this.prefix + channelId);
     if (!raw) return undefined;
-    const { accepted, signedMax } = JSON.parse(raw) as { accepted: string; signedMax: string };
-    return { accepted: BigInt(accepted), signedMax: BigInt(signedMax) };
+    return decodeState(JSON.parse(raw) as StoredState);
   }
   async save(channelId: string, state: ChannelState) {
-    this.storage.setItem(
-      this.prefix + channelId,
-      JSON.stringify({ accepted: state.accepted.toString(), signedMax: state.signedMax.toString() }),
-    );
+    this.storage.setItem(this.prefix + channelId, JSON.stringify(encodeState(state)));
   }
 }

@@ -1,7 +1,8 @@
 // The seller's side: the framework-free PaymentGateway and its Express adapter.
 export { PaymentGateway, type Authorization, type GatewayOptions } from "./PaymentGateway.js";
-export { paywall, payments, type Price, type PaywallOptions, type RouteSpec } from "./paywall.js";
-export type { PaidRequest, PaymentHeader, PaymentScheme, Requirements, Settled } from "./PaymentScheme.js";
+export { meterOf, paywall, payments, type Price, type PaywallOptions, type RouteSpec } from "./paywall.js";
+export type { MeteredCharge, PaidRequest, PaymentHeader, PaymentScheme, Requirements, Settled } from "./PaymentScheme.js";
+export { UsageMeter } from "./UsageMeter.js";
 export { PriceTable, type PriceSpec, type Quote, type Rate } from "../policy/prices.js";
 export type { ChannelReader, ChannelRecord, PaymentStore } from "./PaymentStore.js";
 export { CreditScheme, type CreditAuthorization, type CreditSchemeOptions } from "./CreditScheme.js";

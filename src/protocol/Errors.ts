@@ -23,6 +23,8 @@ export const errorStatus = {
   insufficient_deposit: 402,
   cumulative_mismatch: 402,
   voucher_replayed: 402,
+  usage_owed: 402,
+  metered_request_running: 402,
   credit_key_invalid: 401,
   credit_key_revoked: 401,
   credit_key_out_of_scope: 403,
