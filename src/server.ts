@@ -384,7 +384,7 @@ function collectFromDatabase(
 
 /** One line per payment decision: scheme, channel or account, amount, code and latency. */
 function logDecision(log: Logger, decision: PaymentDecision, req: Request, res: Response): void {
-  const { scheme, outcome, code, account, amount, asset, seconds, status } = decision;
+  const { scheme, outcome, code, account, amount, asset, pricing, seconds, status } = decision;
   const fields = {
     reqId: requestIdOf(res),
     method: req.method,
@@ -394,6 +394,7 @@ function logDecision(log: Logger, decision: PaymentDecision, req: Request, res: 
     code,
     ...(account && { [scheme === SCHEME ? "channel" : "account"]: account }),
     ...(amount !== undefined && { amount: amount.toString(), asset }),
+    ...(pricing !== undefined && { pricing }),
     ...(seconds !== undefined && { latencyMs: Math.round(seconds * 1e6) / 1e3 }),
     ...(status !== undefined && { status }),
   };

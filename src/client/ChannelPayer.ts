@@ -19,8 +19,9 @@ export type ChannelPayerOptions = {
   onInsufficientDeposit?: (details: { deposit: bigint; needed: bigint }) => Promise<void>;
 };
 
-/** Refusals that a voucher on the (resynced) accepted total can answer. */
-const RETRYABLE: readonly string[] = ["payment_required", "cumulative_mismatch", "voucher_replayed"];
+/** Refusals that a voucher on the (resynced) accepted total can answer; `price_expired` comes with
+ * the price now, which `sign` pays only up to `maxPrice`. */
+const RETRYABLE: readonly string[] = ["payment_required", "cumulative_mismatch", "voucher_replayed", "price_expired"];
 
 export class ChannelPayer {
   readonly channel: OpenedChannel;
@@ -54,9 +55,18 @@ export class ChannelPayer {
 
   matches = (requirements: PaymentRequirements): boolean => this.mismatch(requirements) === undefined;
 
+  /** Whether these terms' price is within `maxPrice`. */
+  affords(requirements: PaymentRequirements): boolean {
+    return requirements.amount <= this.maxPrice;
+  }
+
   checkPrice(requirements: PaymentRequirements): void {
-    if (requirements.amount > this.maxPrice) {
-      throw new PaymentError("payment_required", `Price ${requirements.amount} exceeds maxPrice ${this.maxPrice}.`);
+    if (!this.affords(requirements)) {
+      const why = requirements.extra.price ? ` (${requirements.extra.price.reason})` : "";
+      throw new PaymentError("price_above_max", `Price ${requirements.amount} exceeds maxPrice ${this.maxPrice}${why}; nothing was signed or paid.`, {
+        price: requirements.amount.toString(),
+        maxPrice: this.maxPrice.toString(),
+      });
     }
   }
 

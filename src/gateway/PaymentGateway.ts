@@ -7,13 +7,13 @@
 // deposit, on a channel neither closed nor closing — in the database, in the accept statement, against
 // the row the watcher keeps (PaymentStore.accept). The cache below may only make a refusal faster.
 import { createHash } from "node:crypto";
-import { getAddress, hexToBytes, zeroAddress, type Address, type Hex } from "viem";
+import { getAddress, hexToBytes, isAddress, zeroAddress, type Address, type Hex } from "viem";
 import { channelId, voucherSigner, type ChannelConfig, type EscrowLocation } from "../protocol/Channel.js";
 import { PaymentError } from "../protocol/Errors.js";
 import type { SignedVoucher } from "../protocol/Voucher.js";
 import { SCHEME, networkOf, parsePaychanPayment, type PaymentRequirements, type Receipt } from "../protocol/wire.js";
 import { tokenAsset, type Asset } from "../ledger/asset.js";
-import type { Quote } from "../policy/prices.js";
+import type { PriceNote, Quote } from "../policy/prices.js";
 import { LruMap, type ChannelCache, type CodeCache } from "./ChannelCache.js";
 import { GroupCommit, type CommitObserver } from "./GroupCommit.js";
 import type { AcceptOutcome, ChannelReader, ChannelRecord, ChannelSnapshot, PaymentStore, VoucherCharge } from "./PaymentStore.js";
@@ -103,10 +103,16 @@ export class PaymentGateway implements PaymentScheme {
     if (price === undefined) return undefined;
     const hint = typeof refusal?.details?.channelId === "string" ? (refusal.details.channelId as Hex) : undefined;
     const seen = hint ? this.channels.peek(hint)?.seen : undefined;
-    return this.terms(price, seen && hint ? { id: hint, ...seen } : undefined);
+    return this.terms(price, seen && hint ? { id: hint, ...seen } : undefined, quote.pricing);
   }
 
-  private terms(price: bigint, channel?: { id: Hex; acceptedCumulative: bigint; deposit: bigint }): PaymentRequirements {
+  /** The channel's payer, as volume tiers count requests (checksummed), if the payment names one. */
+  payerOf(payment: PaymentHeader): string | undefined {
+    const payer = (payment.json as { payload?: { channel?: { payer?: unknown } } } | null)?.payload?.channel?.payer;
+    return typeof payer === "string" && isAddress(payer, { strict: false }) ? getAddress(payer) : undefined;
+  }
+
+  private terms(price: bigint, channel?: { id: Hex; acceptedCumulative: bigint; deposit: bigint }, pricing?: PriceNote): PaymentRequirements {
     return {
       scheme: SCHEME,
       network: this.network,
@@ -118,6 +124,7 @@ export class PaymentGateway implements PaymentScheme {
         escrow: this.location.escrow,
         minWithdrawDelay: this.minWithdrawDelay,
         closingMarginSeconds: this.closingMarginSeconds,
+        ...(pricing && { price: pricing }),
         ...(channel && {
           channel: { channelId: channel.id, acceptedCumulative: channel.acceptedCumulative, deposit: channel.deposit },
         }),
@@ -151,6 +158,7 @@ export class PaymentGateway implements PaymentScheme {
       price,
       signature: voucher.signature,
       requestKey: requestKeyOf(request.method, request.url, payment.header),
+      ...(quote.pricing && { pricing: quote.pricing.reason }),
     };
     for (let attempt = 0; ; attempt++) {
       const outcome = await this.commits.submit(charge);

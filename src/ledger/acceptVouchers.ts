@@ -32,6 +32,8 @@ export type VoucherCharge = {
   /** What identifies the paid request (the gateway hashes its method and URL): an identical retry
    * finds this payment by it. */
   requestKey: string;
+  /** Why the price is what it is, when the route has a pricing policy: stored with the payment. */
+  pricing?: string;
 };
 
 export type AcceptRefusal =
@@ -95,8 +97,8 @@ const DEADLINE = `LEAST(c.withdraw_ready_at, c.withdraw_ready_at_seen)`;
 
 const ACCEPT = `
 WITH i AS (
-  SELECT * FROM unnest($1::text[], $2::numeric[], $3::numeric[], $4::text[], $5::uuid[], $6::text[])
-    WITH ORDINALITY AS i(channel_id, cumulative, price, signature, payment_id, request_key, ord)
+  SELECT * FROM unnest($1::text[], $2::numeric[], $3::numeric[], $4::text[], $5::uuid[], $6::text[], $10::text[])
+    WITH ORDINALITY AS i(channel_id, cumulative, price, signature, payment_id, request_key, pricing, ord)
 ), clock AS (
   SELECT ${CHAIN_NOW} AS now
 ), accepted AS (
@@ -115,8 +117,8 @@ WITH i AS (
     AND NOT EXISTS (SELECT 1 FROM payment p WHERE p.channel_id = i.channel_id AND p.cumulative_amount = i.cumulative AND p.status = 'ACCEPTED')
   RETURNING c.id, ${SPENDABLE} AS spendable
 ), paid AS (
-  INSERT INTO payment (id, channel_id, request_key, cumulative_amount, price, signature)
-  SELECT i.payment_id, i.channel_id, i.request_key, i.cumulative, i.price, i.signature
+  INSERT INTO payment (id, channel_id, request_key, cumulative_amount, price, signature, pricing)
+  SELECT i.payment_id, i.channel_id, i.request_key, i.cumulative, i.price, i.signature, i.pricing
   FROM i JOIN accepted a ON a.id = i.channel_id
 )
 SELECT i.ord::int AS ord, a.id IS NOT NULL AS ok, clock.now::text AS chain_now, a.spendable::text AS new_deposit,
@@ -190,6 +192,7 @@ async function acceptDistinct(sql: Sql, charges: VoucherCharge[], context: Accep
           BigInt(context.chainId).toString(),
           BigInt(context.closingMarginSeconds).toString(),
           (context.pendingDepositCap ?? NO_CAP).toString(),
+          sorted.map((c) => c.pricing ?? null),
         ],
         "paychan_accept_vouchers",
       ),

@@ -69,6 +69,9 @@ export const requirementsSchema = z.object({
     minWithdrawDelay: z.number().int().min(0),
     /** Vouchers are refused once a requested withdrawal finalizes within this many seconds (chain time). */
     closingMarginSeconds: z.number().int().min(0).optional(),
+    /** Present when the route's price moves (a pricing policy): why it is what it is, and the Unix
+     * second until which a payment at it is honoured (absent: it does not expire). */
+    price: z.object({ reason: z.string(), validUntil: z.number().int().optional() }).optional(),
     /** Present when the request named a channel: the server's view, so a client can resync. */
     channel: z
       .object({ channelId: bytes32, acceptedCumulative: amount, deposit: amount })
