@@ -13,10 +13,12 @@
 //   pglite    unpaid and paid on one gateway, embedded PGlite on disk
 //   replicas  two gateway processes on one Postgres, the load split across them
 //   scale     paid with 1,000,000 channels in the database, against the 1,000-channel figure
+//   pricing   paid with the route's pricing policies off, then on (demand pricing and a volume tier,
+//             src/policy/pricing.ts), each on a fresh Postgres, alternating PRICING_ROUNDS times
 // PROFILE=1 adds an unpaid and a paid run under the V8 CPU profiler and prints where a gateway's CPU
 // time per request goes, paid against unpaid (PROFILE_OUT=<dir> keeps the .cpuprofile files, which
 // Chrome's DevTools open).
-// Run: npm run bench:paywall   (env: SECONDS=8, CONNECTIONS=32, VOUCHERS=2500, RUNS, PROFILE)
+// Run: npm run bench:paywall   (env: SECONDS=8, CONNECTIONS=32, VOUCHERS=2500, RUNS, PROFILE, PRICING_ROUNDS=2)
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -41,7 +43,8 @@ import { freshPostgres } from "./freshPostgres.js";
 const SECONDS = Number(process.env.SECONDS ?? 8);
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 32);
 const VOUCHERS = Number(process.env.VOUCHERS ?? 2500);
-const RUNS = new Set((process.env.RUNS ?? "postgres,latency,pglite,replicas,scale").split(","));
+const RUNS = new Set((process.env.RUNS ?? "postgres,latency,pglite,replicas,scale,pricing").split(","));
+const PRICING_ROUNDS = Number(process.env.PRICING_ROUNDS ?? 2);
 const PROFILE = process.env.PROFILE === "1";
 const PRICE = 1_000_000_000n;
 const BASE_CHANNELS = 1_000;
@@ -64,7 +67,7 @@ type Replica = {
   stop(): Promise<void>;
 };
 /** Starts one gateway process on `databaseUrl`. */
-async function startReplica(databaseUrl: string, options: { fiat?: boolean } = {}): Promise<Replica> {
+async function startReplica(databaseUrl: string, options: { fiat?: boolean; pricing?: boolean } = {}): Promise<Replica> {
   const env = {
     ...process.env,
     DATABASE_URL: databaseUrl,
@@ -73,6 +76,7 @@ async function startReplica(databaseUrl: string, options: { fiat?: boolean } = {
     PAYEE_ADDRESS: payee!.account.address,
     MIN_WITHDRAW_DELAY: "3600",
     BENCH_PRICE: PRICE.toString(),
+    BENCH_PRICING: options.pricing ? "1" : "",
     ...(options.fiat ? { STRIPE_SECRET_KEY: "sk_test_bench", STRIPE_WEBHOOK_SECRET: "whsec_bench", STRIPE_API_BASE: "http://127.0.0.1:9" } : {}),
   };
   const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "replica.ts")], { env, stdio: ["ignore", "pipe", "inherit"] });
@@ -229,13 +233,13 @@ async function postgresCpu(url: string): Promise<number> {
 }
 
 /** A fresh Postgres gateway with `channels` rows in its database (the 32 paid ones among them). */
-async function postgresGateways(count: number, channels: number, fiat = false) {
+async function postgresGateways(count: number, channels: number, fiat = false, pricing = false) {
   const database = await freshPostgres();
   const seed = await openDatabase({ url: database.url }); // migrates
   await seed.close();
   await addIdleChannels(database.url, channels - CONNECTIONS);
   const replicas: Replica[] = [];
-  for (let i = 0; i < count; i++) replicas.push(await startReplica(database.url, { fiat }));
+  for (let i = 0; i < count; i++) replicas.push(await startReplica(database.url, { fiat, pricing }));
   return {
     database,
     replicas,
@@ -350,6 +354,31 @@ if (RUNS.has("replicas")) {
   checkDurable("vouchers", paid, (await run.replicas[0]!.stats()).payments);
   console.log(`two replicas paid / unpaid = ${(paid.rps / unpaid.rps).toFixed(2)}`);
   await run.stop();
+}
+
+if (RUNS.has("pricing")) {
+  console.log(
+    `\nPricing policies off and on, paid, Postgres, one gateway on a fresh database each time (${BASE_CHANNELS.toLocaleString("en")} channels).\n` +
+      "On: demand pricing (floor = ceiling, so the pre-signed vouchers stay valid while every step runs: the meter, the\n" +
+      "recompute, the honoured-price check, the reason stored with each payment) and a volume tier no payer reaches (its\n" +
+      "count read from the database, then kept by this process):",
+  );
+  const rates: Record<"off" | "on", number[]> = { off: [], on: [] };
+  for (let round = 0; round < PRICING_ROUNDS; round++) {
+    for (const mode of ["off", "on"] as const) {
+      const run = await postgresGateways(1, BASE_CHANNELS, false, mode === "on");
+      const [replica] = run.replicas;
+      await load([replica!.url], "unpaid"); // warm-up: JIT, connection pools
+      await load([replica!.url], "paid-first");
+      const paid = await load([replica!.url], "paid");
+      row(`paid, pricing ${mode}`, paid);
+      checkDurable(`pricing ${mode}`, paid, (await replica!.stats()).payments);
+      rates[mode].push(paid.rps);
+      await run.stop();
+    }
+  }
+  const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+  console.log(`pricing on / off = ${(mean(rates.on) / mean(rates.off)).toFixed(2)}   (mean of ${PRICING_ROUNDS} alternating runs each)`);
 }
 
 if (RUNS.has("scale")) {
