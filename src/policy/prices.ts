@@ -100,6 +100,17 @@ export class PriceTable {
   }
 }
 
+/** `spec` times a whole `factor`, exactly, in the same form (dollars stay dollars). */
+export function multiplyPrice(spec: PriceSpec, factor: bigint): PriceSpec {
+  const amounts = (a: Partial<Record<Asset, bigint>> | undefined) => a && Object.fromEntries(Object.entries(a).map(([asset, amount]) => [asset, amount! * factor]));
+  if (typeof spec === "bigint") return spec * factor;
+  if (!("usd" in spec)) return { amounts: amounts(spec.amounts)! };
+  const usd = parseDecimal(spec.usd, "a USD price");
+  const places = usd.denominator.toString().length - 1;
+  const digits = (usd.numerator * factor).toString().padStart(places + 1, "0");
+  return { usd: places === 0 ? digits : `${digits.slice(0, -places)}.${digits.slice(-places)}`, ...(spec.amounts && { amounts: amounts(spec.amounts) }) };
+}
+
 function whole(amount: bigint): Fraction {
   return { numerator: amount, denominator: 1n };
 }

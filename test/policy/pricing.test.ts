@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import fc from "fast-check";
-import { PriceError, PriceTable } from "../../src/policy/prices.js";
+import { ConfigError, loadConfig } from "../../src/config.js";
+import { PriceError, PriceTable, multiplyPrice } from "../../src/policy/prices.js";
 import { DemandMeter, RoutePricing, monthStartOf, type DemandSample, type VolumeCounter } from "../../src/policy/pricing.js";
 
 const ETH = "eip155:31337/native" as const;
@@ -125,6 +126,22 @@ describe("route pricing", () => {
     now += 180_000;
     expect(await price("A"), "a new month").to.equal(1000n);
     expect(reads.at(-1)).to.equal("A@2026-12-01T00:00:00.000Z");
+  });
+
+  it("reads `paychan serve`'s sample-route policy from the environment, naming the variable of a bad value", () => {
+    expect(loadConfig({}).PRICE_CEILING_MULTIPLE, "off by default").to.equal(undefined);
+    expect(loadConfig({}).VOLUME_TIERS, "off by default").to.equal(undefined);
+    expect(loadConfig({ VOLUME_TIERS: "10000:20,100000:12.5" }).VOLUME_TIERS).to.deep.equal([
+      { from: 10_000, percentOff: 20 },
+      { from: 100_000, percentOff: 12.5 },
+    ]);
+    expect(() => loadConfig({ VOLUME_TIERS: "10000:100" })).to.throw(ConfigError, /VOLUME_TIERS: each tier needs/);
+    expect(() => loadConfig({ VOLUME_TIERS: "ten thousand" })).to.throw(ConfigError, /VOLUME_TIERS: must be from:percentOff pairs/);
+    expect(() => loadConfig({ PRICE_CEILING_MULTIPLE: "1" })).to.throw(ConfigError, /PRICE_CEILING_MULTIPLE/);
+    // The ceiling is the floor times the multiple, exactly, in the floor's own form.
+    expect(multiplyPrice(7n, 3n)).to.equal(21n);
+    expect(multiplyPrice({ usd: "0.0015", amounts: { [ETH]: 5n } }, 3n)).to.deep.equal({ usd: "0.0045", amounts: { [ETH]: 15n } });
+    expect(multiplyPrice({ usd: "0.5" }, 4n)).to.deep.equal({ usd: "2.0" });
   });
 
   it("refuses a malformed policy with a sentence naming what is wrong", () => {
