@@ -6,10 +6,13 @@
 //   a buyer who read a price pays it even if the price moved meanwhile; after that a payment at an
 //   old price is refused with `price_expired` and the 402 states the new one.
 // - volume tiers: a payer who has paid for `from` requests this month (UTC) or more gets `percentOff`.
-//   The count comes from the database (the single source of truth) through a VolumeCounter; this
-//   process remembers it as a lower bound — the database's count as last read, plus the payments this
-//   process accepted since — and the count only grows within a month, so a remembered count can only
-//   place a payer in a lower tier than the database would, that is, make a price higher, never lower.
+//   The count comes from the database (the single source of truth) through a VolumeCounter. A tier is
+//   granted only on a count the database returned: this process remembers that count for
+//   `volumeRefreshSeconds`, and the count only grows within a month, so a remembered count is never
+//   above the database's — it can place a payer in a lower tier (a higher price), never a higher one.
+//   Payments this process accepts since are not added to it; they only make it read the database
+//   again as soon as they would reach the next tier, so a payer crossing a threshold pays the cheaper
+//   price from its next request on.
 //
 // Demand is measured in this process's memory (DemandMeter): each replica prices by its own load.
 // Every figure is exact: the level is a whole number of millionths, and the price table interpolates
@@ -113,6 +116,9 @@ type Period = { level: Fraction; why: string; computedAt: number; currentUntil: 
 
 const MILLIONTHS = 1_000_000;
 const MAX_PERIODS = 64;
+/** Payers whose count one policy remembers; past it the longest-remembered is forgotten (and read
+ * again from the database when it pays next), so forged payer addresses cannot grow memory. */
+const MAX_PAYERS = 100_000;
 
 /** A route's pricing policy: use it as the route's price in `paywall()`. */
 export class RoutePricing {
@@ -126,8 +132,9 @@ export class RoutePricing {
   readonly meter: DemandSource;
   /** The current period first, then older ones still honoured. */
   private periods: Period[] = [];
-  /** payer → paid requests since monthStart: the database's count as read plus this process's since. */
-  private readonly counts = new Map<string, { monthStart: number; count: number; readAt: number }>();
+  /** payer → its paid requests since monthStart as the database last counted them, and how many this
+   * process accepted since (which only trigger the next read). */
+  private readonly counts = new Map<string, { monthStart: number; count: number; readAt: number; since: number }>();
 
   constructor(options: PricingOptions) {
     if (!options.demand && options.price === undefined) throw new PriceError("A pricing policy needs a price or demand pricing.");
@@ -185,11 +192,12 @@ export class RoutePricing {
     return undefined;
   }
 
-  /** A payment by `payer` was accepted by this process: its remembered count grows by one. */
+  /** A payment by `payer` was accepted by this process: once such payments would reach the next tier,
+   * the payer's count is read from the database again. */
   paid(payer: string | undefined): void {
     if (payer === undefined || !this.tiered) return;
     const known = this.counts.get(payer);
-    if (known && known.monthStart === monthStartOf(this.clock())) known.count++;
+    if (known) known.since++;
   }
 
   /** The current period, computing a new one once the current has stood `recomputeSeconds`. */
@@ -255,15 +263,24 @@ export class RoutePricing {
     if (payer === undefined || !this.tiered) return undefined;
     const monthStart = monthStartOf(now);
     let known = this.counts.get(payer);
-    if (!known || known.monthStart !== monthStart || now - known.readAt >= this.volumeRefreshMs) {
+    if (!known || known.monthStart !== monthStart || now - known.readAt >= this.volumeRefreshMs || this.mayCross(known)) {
       const count = await this.volume!.paidSince(payer, new Date(monthStart));
-      // Counts read concurrently may finish out of order: keep the larger, both are lower bounds.
+      // Counts read concurrently may finish out of order: keep the larger, both the database's.
       const latest = this.counts.get(payer);
       const kept = latest && latest.monthStart === monthStart ? Math.max(latest.count, count) : count;
-      known = { monthStart, count: kept, readAt: now };
+      known = { monthStart, count: kept, readAt: now, since: 0 };
+      this.counts.delete(payer);
+      if (this.counts.size >= MAX_PAYERS) this.counts.delete(this.counts.keys().next().value!);
       this.counts.set(payer, known);
     }
     return this.tiers.find((t) => known!.count >= t.from);
+  }
+
+  /** Whether the payments this process accepted since the last read may have reached the next tier. */
+  private mayCross(known: { count: number; since: number }): boolean {
+    if (known.since === 0) return false;
+    const next = this.tiers.findLast((t) => t.from > known.count);
+    return next !== undefined && known.count + known.since >= next.from;
   }
 }
 

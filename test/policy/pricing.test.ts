@@ -94,7 +94,7 @@ describe("route pricing", () => {
     expect(meter.sample(20_000).requestsPerSecond).to.equal(0);
   });
 
-  it("places a payer in a tier by the database's count; a remembered count only ever lowers the tier", async () => {
+  it("grants a tier only on the database's count; a remembered count can only make the price higher", async () => {
     let now = Date.UTC(2026, 10, 30, 23, 57, 0);
     const database = new Map<string, number>();
     const reads: string[] = [];
@@ -108,11 +108,20 @@ describe("route pricing", () => {
     const price = async (payer: string) => (await pricing.quote(table, payer)).get(ETH);
 
     expect(await price("A")).to.equal(1000n);
+    database.set("A", 1);
     pricing.paid("A");
-    expect(await price("A"), "one paid request: no tier yet").to.equal(1000n);
-    pricing.paid("A");
-    expect(await price("A"), "this process's own payments count at once").to.equal(900n);
+    expect(await price("A"), "one paid request: no tier yet, and no reason to read again").to.equal(1000n);
     expect(reads).to.have.length(1);
+    database.set("A", 2);
+    pricing.paid("A");
+    expect(await price("A"), "this process's payments reach the tier: the database confirms it at once").to.equal(900n);
+    expect(reads).to.have.length(2);
+
+    // Payments this process believes in but the database does not hold grant nothing.
+    expect(await price("B")).to.equal(1000n);
+    pricing.paid("B");
+    pricing.paid("B");
+    expect(await price("B")).to.equal(1000n);
 
     // Another replica's payments reach this one at the next read: until then the price is higher, never lower.
     database.set("A", 5);
