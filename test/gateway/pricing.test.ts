@@ -9,10 +9,13 @@ import { createWalletClient, custom, parseEther, zeroAddress } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { ChainChannelReader } from "../../src/chain/ChainChannelReader.js";
 import { openChannel, type Wallet } from "../../src/client/channel.js";
+import { CreditScheme } from "../../src/gateway/CreditScheme.js";
 import { PaymentGateway } from "../../src/gateway/PaymentGateway.js";
 import { paywall } from "../../src/gateway/paywall.js";
 import type { PaymentDecision } from "../../src/gateway/paywall.js";
 import type { Database } from "../../src/ledger/db.js";
+import { applyFiatEvent, createCreditAccount, issueCreditKey, recordTopUp } from "../../src/ledger/credit.js";
+import { LedgerCreditStore } from "../../src/ledger/LedgerCreditStore.js";
 import { LedgerPaymentStore } from "../../src/ledger/LedgerPaymentStore.js";
 import { PayerVolume } from "../../src/ledger/payerVolume.js";
 import { nativeAsset } from "../../src/ledger/asset.js";
@@ -35,6 +38,7 @@ describeEachDatabase("route pricing through the paywall", (db) => {
   let url: string;
   let server: Server;
   let store: LedgerPaymentStore;
+  let creditStore: LedgerCreditStore;
   let now: number;
   let handled: number;
   const decisions: PaymentDecision[] = [];
@@ -69,10 +73,20 @@ describeEachDatabase("route pricing through the paywall", (db) => {
       meter: { sample: () => demand, started() {}, finished() {} },
     });
     const tiered = new RoutePricing({ price: TIER_PRICE, tiers: [{ from: 3, percentOff: 25 }], volume: new PayerVolume(db().sql) });
+    // Prepaid credit, priced in dollars by the same kind of policy through the same price table.
+    creditStore = new LedgerCreditStore(db());
+    const credit = new CreditScheme({ store: creditStore, seller: chain.payee.account.address, asset: "fiat:USD" });
+    const dollars = new RoutePricing({
+      demand: { floor: { usd: "0.001" }, ceiling: { usd: "0.003" }, ceilingAtRequestsPerSecond: 10, recomputeSeconds: RECOMPUTE_SECONDS },
+      clock: () => now,
+      meter: { sample: () => demand, started() {}, finished() {} },
+    });
+    const prices = new PriceTable(gateway.defaultAsset, { "fiat:USD": { usd: "1", decimals: 6 } });
     const app = express();
-    app.use(paywall(gateway, { "GET /dynamic": demandPriced, "GET /odd": odd, "GET /tiered": tiered, "GET /fixed": FLOOR }, { onDecision: (d) => decisions.push(d) }));
+    const routes = { "GET /dynamic": demandPriced, "GET /odd": odd, "GET /tiered": tiered, "GET /fixed": FLOOR, "GET /credit": dollars };
+    app.use(paywall([gateway, credit], routes, { prices, onDecision: (d) => decisions.push(d) }));
     handled = 0;
-    for (const path of ["/dynamic", "/odd", "/tiered", "/fixed"]) {
+    for (const path of ["/dynamic", "/odd", "/tiered", "/fixed", "/credit"]) {
       app.get(path, (_req, res) => {
         handled++;
         res.json({ ok: true });
@@ -86,6 +100,7 @@ describeEachDatabase("route pricing through the paywall", (db) => {
   after(async () => {
     await new Promise<void>((resolve) => server.close(() => resolve()));
     await store.close();
+    await creditStore.close();
   });
   beforeEach(() => {
     setDemand(0);
@@ -258,6 +273,24 @@ describeEachDatabase("route pricing through the paywall", (db) => {
     expect((await replica.quote(new PriceTable(nativeAsset(chain.location.chainId)), account.address)).get(nativeAsset(chain.location.chainId))).to.equal(discounted);
     // An unpaid 402 names no payer, so it states the price before tiers.
     expect((await terms("/tiered")).amount).to.equal(TIER_PRICE);
+  });
+
+  it("prices prepaid credit from the same policy and table, states it in the 402, and stores why with the credit payment", async () => {
+    const { id } = await createCreditAccount(db().prisma, { currency: "USD" });
+    const { key } = await issueCreditKey(db().prisma, id);
+    await recordTopUp(db().prisma, { id: `tu_${id}`, accountId: id, processor: "stripe", currency: "USD", amountMinor: 1_000n });
+    await applyFiatEvent(db().prisma, { id: `evt_${id}`, processor: "stripe", type: "topup.paid", topUpId: `tu_${id}`, paymentRef: `pi_${id}`, currency: "USD", amountMinor: 1_000n });
+    setDemand(5);
+    nextPeriod();
+    const response = await fetch(`${url}/credit`);
+    const offered = (JSON.parse(Buffer.from(response.headers.get(HEADERS.required)!, "base64").toString()) as { accepts: { scheme: string; amount: string; extra: { price: { reason: string } } }[] }).accepts;
+    expect(offered.map((o) => [o.scheme, o.amount, o.extra.price.reason])).to.deep.equal([["credit", "2000", "demand level 0.5 (5 req/s of 10)"]]);
+
+    const paid = await fetch(`${url}/credit`, { headers: { authorization: `Bearer ${key}` } });
+    expect(paid.status, await paid.clone().text()).to.equal(200);
+    const [payment] = await db().prisma.creditPayment.findMany({ where: { accountId: id } });
+    expect(BigInt(payment!.price.toFixed())).to.equal(2_000n); // $0.002 in millionths
+    expect(payment!.pricing).to.equal("demand level 0.5 (5 req/s of 10)");
   });
 
   it("refuses a payment at a price the route never quoted, with price_expired, charging nothing", async () => {

@@ -1,10 +1,13 @@
 -- Route pricing policies (src/policy/pricing.ts): why a payment cost what it did, written by the accept
--- statement with the payment (immutable like the rest of the row, by "payment_guard"), and what volume
+-- (or credit spend) statement with the payment, and what volume
 -- tiers read to count a payer's requests this month. Written by hand in the shape `prisma migrate dev`
 -- emits, followed by what Prisma cannot express.
 
 -- AlterTable
 ALTER TABLE "payment" ADD COLUMN "pricing" TEXT;
+
+-- AlterTable
+ALTER TABLE "credit_payment" ADD COLUMN "pricing" TEXT;
 
 -- CreateIndex
 CREATE INDEX "channel_payer_idx" ON "channel"("payer");
