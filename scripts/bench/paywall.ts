@@ -33,6 +33,8 @@ import { privateKeyToAccount } from "viem/accounts";
 import { openChannel, type Wallet } from "../../src/client/channel.js";
 import { voucherDigester } from "../../src/gateway/signatures.js";
 import { tokenAsset } from "../../src/ledger/asset.js";
+import { PriceTable } from "../../src/policy/prices.js";
+import { RoutePricing } from "../../src/policy/pricing.js";
 import { applyFiatEvent, createCreditAccount, issueCreditKey, recordTopUp } from "../../src/ledger/credit.js";
 import { openDatabase } from "../../src/ledger/db.js";
 import { encodeCreditPayment } from "../../src/protocol/credit.js";
@@ -383,6 +385,25 @@ if (RUNS.has("pricing")) {
       await run.stop();
     }
   }
+  // The policies' own work per paid request, in this process: the meter, the price now, the honoured
+  // price for the payer (its tier count kept in memory), the payment counted.
+  const policy = new RoutePricing({
+    demand: { floor: PRICE, ceiling: PRICE, ceilingAtRequestsPerSecond: 1_000, ceilingAtConcurrency: 64 },
+    tiers: [{ from: 1_000_000_000, percentOff: 10 }],
+    volume: { paidSince: async () => 0 },
+  });
+  const table = new PriceTable(tokenAsset(chainId, "0x0000000000000000000000000000000000000000"));
+  const payerAddress = payer!.account.address;
+  const started = performance.now();
+  const iterations = 100_000;
+  for (let i = 0; i < iterations; i++) {
+    policy.meter.started(policy.now());
+    await policy.quote(table);
+    if (!(await policy.honoured(table, payerAddress, (quote) => quote.get(table.defaultAsset), PRICE))) throw new Error("the price was not honoured");
+    policy.paid(payerAddress);
+    policy.meter.finished();
+  }
+  console.log(`  the policies' own work: ${(((performance.now() - started) * 1000) / iterations).toFixed(1)} µs per paid request`);
   const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
   const best = (values: number[]) => Math.max(...values);
   console.log(`pricing on / off = ${(mean(rates.on) / mean(rates.off)).toFixed(2)} (mean of ${PRICING_ROUNDS} alternating runs each), best ${(best(rates.on) / best(rates.off)).toFixed(2)}`);
