@@ -17,7 +17,7 @@
 // Demand is measured in this process's memory (DemandMeter): each replica prices by its own load.
 // Every figure is exact: the level is a whole number of millionths, and the price table interpolates
 // and discounts in rationals and rounds up once (PriceTable.quoteBetween).
-import { PriceError, type Fraction, type PriceNote, type PriceSpec, type PriceTable, type Quote } from "./prices.js";
+import { PriceError, type Fraction, type PriceSpec, type PriceTable, type Quote } from "./prices.js";
 
 /** The recent demand on one route. */
 export type DemandSample = { requestsPerSecond: number; concurrency: number };
@@ -111,8 +111,9 @@ export type PricingOptions = {
   meter?: DemandSource;
 };
 
-/** One computed price: the level and why, and until when it is honoured. */
-type Period = { level: Fraction; why: string; computedAt: number; currentUntil: number; validUntil: number; quotes: Map<number, Quote> };
+/** One computed price: the level and why, until when it is current and until when it is honoured, and
+ * its quotes per price table and tier, computed once. */
+type Period = { level: Fraction; why: string; currentUntil: number; validUntil: number; quotes: WeakMap<PriceTable, Map<number, Quote>> };
 
 const MILLIONTHS = 1_000_000;
 const MAX_PERIODS = 64;
@@ -210,10 +211,9 @@ export class RoutePricing {
     const period: Period = {
       level,
       why,
-      computedAt: now,
       currentUntil: now + recompute,
       validUntil: Math.ceil((now + recompute + grace) / 1000),
-      quotes: new Map(),
+      quotes: new WeakMap(),
     };
     // Older periods stay honoured until they expire; the list is short (a period lasts recomputeSeconds).
     this.periods = [period, ...this.periods.filter((p) => p.validUntil * 1000 > now)].slice(0, MAX_PERIODS);
@@ -248,12 +248,14 @@ export class RoutePricing {
 
   private quoteIn(table: PriceTable, period: Period, tier: VolumeTier | undefined): Quote {
     const key = tier ? this.tiers.indexOf(tier) : -1;
-    let quote = period.quotes.get(key);
+    let quotes = period.quotes.get(table);
+    if (!quotes) period.quotes.set(table, (quotes = new Map()));
+    let quote = quotes.get(key);
     if (!quote) {
       const off = tier ? percent(tier.percentOff) : { numerator: 0n, denominator: 1n };
       const why = `${period.why}${tier ? `; volume tier ${tier.from}+ requests this month: ${tier.percentOff}% off` : ""}`;
       quote = table.quoteBetween(this.floor, this.ceiling, period.level, off, this.demand ? { reason: why, validUntil: period.validUntil } : { reason: why });
-      period.quotes.set(key, quote);
+      quotes.set(key, quote);
     }
     return quote;
   }
