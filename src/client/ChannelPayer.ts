@@ -24,8 +24,9 @@ export type ChannelPayerOptions = {
   onInsufficientDeposit?: (details: { deposit: bigint; needed: bigint }) => Promise<void>;
 };
 
-/** Refusals that a voucher on the (resynced) accepted total can answer. */
-const RETRYABLE: readonly string[] = ["payment_required", "cumulative_mismatch", "voucher_replayed", "usage_owed"];
+/** Refusals that a voucher on the (resynced) accepted total can answer; `price_expired` comes with
+ * the price now, which `sign` pays only up to `maxPrice`. */
+const RETRYABLE: readonly string[] = ["payment_required", "cumulative_mismatch", "voucher_replayed", "usage_owed", "price_expired"];
 
 export class ChannelPayer {
   readonly channel: OpenedChannel;
@@ -59,10 +60,19 @@ export class ChannelPayer {
 
   matches = (requirements: PaymentRequirements): boolean => this.mismatch(requirements) === undefined;
 
+  /** Whether these terms' price (and a metered route's maximum) is within `maxPrice`. */
+  affords(requirements: PaymentRequirements): boolean {
+    return requirements.amount <= this.maxPrice && (requirements.extra.maxAmount ?? requirements.amount) <= this.maxPrice;
+  }
+
   checkPrice(requirements: PaymentRequirements): void {
     const most = requirements.extra.maxAmount ?? requirements.amount;
-    if (requirements.amount > this.maxPrice || most > this.maxPrice) {
-      throw new PaymentError("payment_required", `Price ${most} exceeds maxPrice ${this.maxPrice}.`);
+    if (!this.affords(requirements)) {
+      const why = requirements.extra.price ? ` (${requirements.extra.price.reason})` : "";
+      throw new PaymentError("price_above_max", `Price ${most} exceeds maxPrice ${this.maxPrice}${why}; nothing was signed or paid.`, {
+        price: most.toString(),
+        maxPrice: this.maxPrice.toString(),
+      });
     }
     if (most < requirements.amount) {
       throw new PaymentError("payment_required", `The terms' maxAmount ${most} is below their amount ${requirements.amount}.`);

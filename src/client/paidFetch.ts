@@ -65,7 +65,9 @@ export function createPaidFetch(options: PaidFetchOptions): PaidFetch {
   async function pay(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
     const request = new Request(input, init);
     const route = `${request.method} ${new URL(request.url).origin}${new URL(request.url).pathname}`;
+    // A remembered price above maxPrice is asked for again: the route's price may have come down.
     let known = knownPrices.get(route);
+    if (known && !payer.affords(known)) known = undefined;
     let response = known ? await send(request.clone(), known, await state()) : await fetchImpl(request.clone());
 
     for (let attempt = 0; response.status === 402 && attempt < MAX_ATTEMPTS; attempt++) {

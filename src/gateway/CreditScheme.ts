@@ -68,7 +68,7 @@ export class CreditScheme implements PaymentScheme {
       asset: this.asset,
       payTo: this.seller,
       maxTimeoutSeconds: this.maxTimeoutSeconds,
-      extra: { decimals: FIAT_DECIMALS, ...(this.topUpPath && { topUp: this.topUpPath }) },
+      extra: { decimals: FIAT_DECIMALS, ...(this.topUpPath && { topUp: this.topUpPath }), ...(quote.pricing && { price: quote.pricing }) },
     };
   }
 
@@ -101,6 +101,7 @@ export class CreditScheme implements PaymentScheme {
       seller: this.seller,
       price,
       requestKey: createHash("sha256").update(`${request.method.toUpperCase()} ${request.url}\n${payment.header}`).digest("base64url"),
+      ...(quote.pricing && { pricing: quote.pricing.reason }),
     };
     for (let attempt = 0; ; attempt++) {
       const outcome = await this.commits.submit(charge);

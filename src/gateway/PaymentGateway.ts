@@ -11,13 +11,13 @@
 // reports beyond it, up to the maximum, is recorded as the channel's debt once the handler finishes,
 // and the channel's next voucher must include it: the payer only ever signs what it was charged.
 import { createHash } from "node:crypto";
-import { getAddress, hexToBytes, zeroAddress, type Address, type Hex } from "viem";
+import { getAddress, hexToBytes, isAddress, zeroAddress, type Address, type Hex } from "viem";
 import { channelId, voucherSigner, type ChannelConfig, type EscrowLocation } from "../protocol/Channel.js";
 import { PaymentError } from "../protocol/Errors.js";
 import type { SignedVoucher } from "../protocol/Voucher.js";
 import { SCHEME, networkOf, parsePaychanPayment, type PaymentRequirements, type Receipt } from "../protocol/wire.js";
 import { tokenAsset, type Asset } from "../ledger/asset.js";
-import type { Quote } from "../policy/prices.js";
+import type { PriceNote, Quote } from "../policy/prices.js";
 import { LruMap, type ChannelCache, type CodeCache, type Seen } from "./ChannelCache.js";
 import { GroupCommit, type CommitObserver } from "./GroupCommit.js";
 import type { AcceptOutcome, ChannelReader, ChannelRecord, ChannelSnapshot, PaymentStore, VoucherCharge } from "./PaymentStore.js";
@@ -118,10 +118,16 @@ export class PaymentGateway implements PaymentScheme {
     if (max && maxAmount === undefined) return undefined;
     const hint = typeof refusal?.details?.channelId === "string" ? (refusal.details.channelId as Hex) : undefined;
     const seen = hint ? this.channels.peek(hint)?.seen : undefined;
-    return this.terms(price, maxAmount, seen && hint ? { id: hint, ...seen } : undefined);
+    return this.terms(price, maxAmount, seen && hint ? { id: hint, ...seen } : undefined, quote.pricing);
   }
 
-  private terms(price: bigint, maxAmount: bigint | undefined, channel?: { id: Hex } & Seen): PaymentRequirements {
+  /** The channel's payer, as volume tiers count requests (checksummed), if the payment names one. */
+  payerOf(payment: PaymentHeader): string | undefined {
+    const payer = (payment.json as { payload?: { channel?: { payer?: unknown } } } | null)?.payload?.channel?.payer;
+    return typeof payer === "string" && isAddress(payer, { strict: false }) ? getAddress(payer) : undefined;
+  }
+
+  private terms(price: bigint, maxAmount: bigint | undefined, channel?: { id: Hex } & Seen, pricing?: PriceNote): PaymentRequirements {
     return {
       scheme: SCHEME,
       network: this.network,
@@ -134,6 +140,7 @@ export class PaymentGateway implements PaymentScheme {
         minWithdrawDelay: this.minWithdrawDelay,
         closingMarginSeconds: this.closingMarginSeconds,
         ...(maxAmount !== undefined && { maxAmount }),
+        ...(pricing && { price: pricing }),
         ...(channel && {
           channel: { channelId: channel.id, acceptedCumulative: channel.acceptedCumulative, deposit: channel.deposit, owed: channel.owed },
         }),
@@ -172,6 +179,7 @@ export class PaymentGateway implements PaymentScheme {
       signature: voucher.signature,
       requestKey: requestKeyOf(request.method, request.url, payment.header),
       max,
+      ...(quote.pricing && { pricing: quote.pricing.reason }),
     };
     for (let attempt = 0; ; attempt++) {
       const outcome = await this.commits.submit(charge);

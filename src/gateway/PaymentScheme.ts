@@ -76,4 +76,10 @@ export interface PaymentScheme {
    * token is not this scheme's. `idempotencyKey` is the request's Idempotency-Key header.
    */
   fromAuthorization?(token: string, idempotencyKey: string | undefined): PaymentHeader | undefined;
+  /**
+   * Who a payment of this scheme says pays, as volume tiers count them (src/policy/pricing.ts), or
+   * undefined. Read before the payment is verified: it may only choose which price to ask, and
+   * `authorize` refuses a payment whose payer is not who it says.
+   */
+  payerOf?(payment: PaymentHeader): string | undefined;
 }

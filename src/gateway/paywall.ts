@@ -7,6 +7,10 @@
 // exactly when Express would route it to the handler (case, trailing slashes, params): there is no
 // second matcher to disagree with and be bypassed.
 //
+// A route's price may be a pricing policy (RoutePricing: demand pricing, volume tiers; see
+// src/policy/pricing.ts): the 402 then states the price now and until when it is honoured, and a paid
+// request is charged the price its payment states if that price is still honoured for its payer.
+//
 // Each decision is handed to `onDecision` (the composition root turns it into a log line and
 // metrics); the paywall itself neither logs nor counts.
 //
@@ -18,15 +22,18 @@ import express, { type NextFunction, type Request, type RequestHandler, type Res
 import { PaymentError, isPaymentError } from "../protocol/Errors.js";
 import { HEADERS, X402_VERSION, decodePaymentEnvelope, encodeHeader } from "../protocol/wire.js";
 import { PriceError, PriceTable, type PriceSpec, type Quote } from "../policy/prices.js";
-import type { PaymentScheme, Requirements, Settled } from "./PaymentScheme.js";
+import { RoutePricing } from "../policy/pricing.js";
+import type { PaymentHeader, PaymentScheme, Requirements, Settled } from "./PaymentScheme.js";
 import { UsageMeter } from "./UsageMeter.js";
 
-/** A route's price (see PriceSpec), or one computed from the request. */
-export type Price = PriceSpec | ((req: Request) => PriceSpec | Promise<PriceSpec>);
+/** A price stated for the route (see PriceSpec), or computed from the request. */
+type FixedPrice = PriceSpec | ((req: Request) => PriceSpec | Promise<PriceSpec>);
+/** A route's price: fixed, computed from the request, or a pricing policy. */
+export type Price = FixedPrice | RoutePricing;
 /** `maxPrice` makes the route metered: `price` is prepaid, and the handler's usage (`meterOf(res)`)
  * is charged up to `maxPrice`. */
 export type RouteSpec = Price | RouteObject;
-type RouteObject = { price: Price; maxPrice?: Price; description?: string; mimeType?: string };
+type RouteObject = { price: Price; maxPrice?: FixedPrice; description?: string; mimeType?: string };
 
 const meters = new WeakMap<Response, UsageMeter>();
 
@@ -61,6 +68,8 @@ export type PaymentDecision = {
   /** The route's price in the scheme's asset, in base units. */
   amount?: bigint;
   asset?: string;
+  /** Why the price is what it is, for a route with a pricing policy. */
+  pricing?: string;
   /** From reading the PAYMENT-SIGNATURE to the decision; undefined when none was sent. */
   seconds?: number;
   /** The handler's status, for a void. */
@@ -105,16 +114,19 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
   return (spec: RouteObject): RequestHandler => {
     checkMetered(spec, list);
     const schemes = spec.maxPrice === undefined ? list : list.filter((s) => s.metered);
+    const policy = spec.price instanceof RoutePricing ? spec.price : undefined;
+    policy?.check(prices);
     return async (req: Request, res: Response, next: NextFunction) => {
       const resource: Resource = {
         url: `${req.protocol}://${req.get("host") ?? "localhost"}${req.originalUrl}`,
         description: spec.description,
         mimeType: spec.mimeType,
       };
+      if (policy) measureDemand(policy, res);
       let quote: Quote;
       let max: Quote | undefined;
       try {
-        quote = prices.quote(typeof spec.price === "function" ? await spec.price(req) : spec.price);
+        quote = policy ? await policy.quote(prices) : prices.quote(typeof spec.price === "function" ? await spec.price(req) : (spec.price as PriceSpec));
         if (spec.maxPrice !== undefined) max = prices.quote(typeof spec.maxPrice === "function" ? await spec.maxPrice(req) : spec.maxPrice);
       } catch (cause) {
         const reason = cause instanceof PriceError ? cause.message : String(cause);
@@ -125,6 +137,7 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
       let settled: Settled;
       let handler: PaymentScheme | undefined;
       let started: number | undefined;
+      let payer: string | undefined;
       try {
         started = performance.now();
         const { scheme, header, json } = paymentOf(req, schemes);
@@ -132,6 +145,12 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
         if (!handler || !schemes.includes(handler) || !handler.requirements(quote, undefined, max)) {
           const offered = schemes.filter((s) => s.requirements(quote, undefined, max)).map((s) => `"${s.scheme}"`).join(", ");
           throw new PaymentError("unsupported_scheme", `This resource is not paid with "${scheme}" here; it accepts ${offered}.`);
+        }
+        if (policy) {
+          payer = handler.payerOf?.({ header, json });
+          const priced = await pricedFor(policy, prices, handler, { header, json }, payer);
+          quote = priced.quote;
+          if (priced.refusal) throw priced.refusal;
         }
         settled = await handler.authorize({ header, json }, quote, { method: req.method, url: resource.url, ...(max && { max }) });
       } catch (error) {
@@ -148,6 +167,7 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
         res.setHeader("Retry-After", "1");
         return refuse(res, schemes, quote, max, resource, new PaymentError("temporarily_unavailable", "The payment service is briefly unavailable; retry in a moment. You were not charged."));
       }
+      if (!settled.retried) policy?.paid(payer);
       const paid = { scheme: handler.scheme, account: settled.account, ...priceIn(handler, quote) };
       decided?.({ ...paid, outcome: "paid", code: settled.retried ? "retry" : "ok", seconds: (performance.now() - started!) / 1000 }, req, res);
 
@@ -213,6 +233,49 @@ function checkMetered(spec: RouteObject, schemes: PaymentScheme[]): void {
   }
 }
 
+/** Counts the request into the route's demand while it is in flight. */
+function measureDemand(policy: RoutePricing, res: Response): void {
+  policy.meter.started(policy.now());
+  let done = false;
+  const finished = () => {
+    if (done) return;
+    done = true;
+    policy.meter.finished();
+  };
+  res.once("finish", finished);
+  res.once("close", finished);
+}
+
+/**
+ * The quote a paid request on a priced route is charged: the one its payment states, if that price is
+ * still honoured for its payer; else the price now, with the refusal that states it. A payment that
+ * states no amount (a bearer credit key) pays the price now.
+ */
+async function pricedFor(policy: RoutePricing, prices: PriceTable, scheme: PaymentScheme, payment: PaymentHeader, payer: string | undefined): Promise<{ quote: Quote; refusal?: PaymentError }> {
+  const stated = statedAmount(payment.json);
+  if (stated === undefined) return { quote: await policy.quote(prices, payer) };
+  const honoured = await policy.honoured(prices, payer, (quote) => scheme.requirements(quote)?.amount, stated);
+  if (honoured) return { quote: honoured };
+  const quote = await policy.quote(prices, payer);
+  const now = scheme.requirements(quote)?.amount;
+  return {
+    quote,
+    refusal: new PaymentError(
+      "price_expired",
+      `The payment is at ${stated}, a price no longer honoured; the price now is ${now} (${quote.pricing?.reason}). Pay the terms of this 402.`,
+      { price: String(now) },
+    ),
+  };
+}
+
+/** The amount a payment says it accepts (`accepted.amount`), if it states one. */
+function statedAmount(json: unknown): bigint | undefined {
+  const amount = (json as { accepted?: { amount?: unknown } } | null)?.accepted?.amount;
+  if (typeof amount === "string" && /^[0-9]{1,78}$/.test(amount)) return BigInt(amount);
+  if (typeof amount === "number" && Number.isSafeInteger(amount) && amount >= 0) return BigInt(amount);
+  return undefined;
+}
+
 /** The payment a request carries: its PAYMENT-SIGNATURE, or else a bearer token a scheme takes. */
 function paymentOf(req: Request, schemes: PaymentScheme[]): { scheme: string; header: string; json: unknown } {
   const header = req.get(HEADERS.signature);
@@ -242,11 +305,12 @@ function refuse(res: Response, schemes: PaymentScheme[], quote: Quote, max: Quot
 }
 
 /** The route's price in the scheme's own asset. */
-function priceIn(scheme: PaymentScheme | undefined, quote: Quote): { amount?: bigint; asset?: string } {
-  if (!scheme) return {};
-  if (scheme.defaultAsset) return { amount: quote.get(scheme.defaultAsset), asset: scheme.defaultAsset };
+function priceIn(scheme: PaymentScheme | undefined, quote: Quote): { amount?: bigint; asset?: string; pricing?: string } {
+  const pricing = quote.pricing && { pricing: quote.pricing.reason };
+  if (!scheme) return { ...pricing };
+  if (scheme.defaultAsset) return { amount: quote.get(scheme.defaultAsset), asset: scheme.defaultAsset, ...pricing };
   const terms = scheme.requirements(quote);
-  return terms ? { amount: terms.amount, asset: `${terms.network}/${terms.asset}` } : {};
+  return terms ? { amount: terms.amount, asset: `${terms.network}/${terms.asset}`, ...pricing } : { ...pricing };
 }
 
 function isRouteObject(spec: RouteSpec): spec is RouteObject {

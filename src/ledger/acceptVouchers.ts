@@ -38,6 +38,8 @@ export type VoucherCharge = {
   /** A metered request's most it may cost (at least `price`, which it prepays); the rest of its usage
    * is owed until the channel's next voucher. Undefined for a fixed price. */
   max?: bigint;
+  /** Why the price is what it is, when the route has a pricing policy: stored with the payment. */
+  pricing?: string;
 };
 
 export type AcceptRefusal =
@@ -112,8 +114,8 @@ const METERING = `EXISTS (SELECT 1 FROM payment p WHERE p.channel_id = i.channel
 
 const ACCEPT = `
 WITH i AS (
-  SELECT * FROM unnest($1::text[], $2::numeric[], $3::numeric[], $4::text[], $5::uuid[], $6::text[], $10::numeric[])
-    WITH ORDINALITY AS i(channel_id, cumulative, price, signature, payment_id, request_key, max, ord)
+  SELECT * FROM unnest($1::text[], $2::numeric[], $3::numeric[], $4::text[], $5::uuid[], $6::text[], $10::numeric[], $12::text[])
+    WITH ORDINALITY AS i(channel_id, cumulative, price, signature, payment_id, request_key, max, pricing, ord)
 ), clock AS (
   SELECT ${CHAIN_NOW} AS now
 ), accepted AS (
@@ -134,9 +136,9 @@ WITH i AS (
     AND NOT EXISTS (SELECT 1 FROM payment p WHERE p.channel_id = i.channel_id AND p.cumulative_amount = i.cumulative AND p.status = 'ACCEPTED')
   RETURNING c.id, ${SPENDABLE} AS spendable, c.usage_settled
 ), paid AS (
-  INSERT INTO payment (id, channel_id, request_key, cumulative_amount, price, signature, owed_paid, metered_max, metered_until)
+  INSERT INTO payment (id, channel_id, request_key, cumulative_amount, price, signature, owed_paid, metered_max, metered_until, pricing)
   SELECT i.payment_id, i.channel_id, i.request_key, i.cumulative, i.price + a.usage_settled, i.signature, a.usage_settled, i.max,
-         CASE WHEN i.max IS NOT NULL THEN statement_timestamp() + make_interval(secs => $11) END
+         CASE WHEN i.max IS NOT NULL THEN statement_timestamp() + make_interval(secs => $11) END, i.pricing
   FROM i JOIN accepted a ON a.id = i.channel_id
 )
 SELECT i.ord::int AS ord, a.id IS NOT NULL AS ok, clock.now::text AS chain_now, a.spendable::text AS new_deposit,
@@ -215,6 +217,7 @@ async function acceptDistinct(sql: Sql, charges: VoucherCharge[], context: Accep
           (context.pendingDepositCap ?? NO_CAP).toString(),
           sorted.map((c) => c.max?.toString() ?? null),
           context.meteringLeaseSeconds ?? 600,
+          sorted.map((c) => c.pricing ?? null),
         ],
         "paychan_accept_vouchers",
       ),

@@ -36,6 +36,11 @@ export const errorStatus = {
   authorization_not_yet_valid: 402,
   authorization_rejected: 402,
   insufficient_balance: 402,
+  /** The payment is at a price no longer honoured (it expired, or the payer reached a cheaper volume
+   * tier): the 402 states the price now. */
+  price_expired: 402,
+  /** Client side: the price asked is above the buyer's `maxPrice`; nothing was signed. */
+  price_above_max: 402,
   price_unavailable: 500,
   temporarily_unavailable: 503,
 } as const;

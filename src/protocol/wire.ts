@@ -75,6 +75,9 @@ export const requirementsSchema = z.object({
     /** A metered route: `amount` is prepaid with the voucher, and the request's usage costs up to this
      * much in all; the part beyond `amount` is included in the channel's next voucher. */
     maxAmount: amount.optional(),
+    /** Present when the route's price moves (a pricing policy): why it is what it is, and the Unix
+     * second until which a payment at it is honoured (absent: it does not expire). */
+    price: z.object({ reason: z.string(), validUntil: z.number().int().optional() }).optional(),
     /** Present when the request named a channel: the server's view, so a client can resync. `owed` is
      * the metered usage its next voucher must include. */
     channel: z
