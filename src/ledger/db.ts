@@ -40,7 +40,13 @@ export async function openDatabase(config: DatabaseConfig = {}): Promise<Databas
 }
 
 async function openPostgres(connectionString: string, connectTimeoutMs: number): Promise<Database> {
-  const pool = new pg.Pool({ connectionString, connectionTimeoutMillis: connectTimeoutMs });
+  // The hot statements are prepared once per connection (named), and their parameters are arrays of
+  // the batch's channels. After five runs Postgres may switch such a statement to a generic plan made
+  // without the arrays' contents, which for the accept statement meant hundreds of milliseconds now and
+  // then (scripts/bench/ledger.ts, batch 100: p99 546 ms, 23 ms with this). Each run is planned with
+  // its parameters (the parse is still saved), set at connection start-up after any options the URL
+  // gives (the driver would let the URL's replace it).
+  const pool = new pg.Pool({ ...withStartupOption(connectionString, "-c plan_cache_mode=force_custom_plan"), connectionTimeoutMillis: connectTimeoutMs });
   // An idle connection that the server drops (restart, failover, pg_terminate_backend) makes the pool
   // emit 'error', which without a listener kills the process. The pool discards that connection by
   // itself and the next query opens a new one, so there is nothing to do here.
@@ -179,4 +185,17 @@ export function pgliteConnection(pglite: PGlite): MigrationConnection {
     exec: async (sql) => void (await pglite.exec(sql)),
     query: async <Row>(sql: string, params?: unknown[]) => (await pglite.query<Row>(sql, params)).rows,
   };
+}
+
+/** The connection string without its `options` parameter, and those options followed by `option`. */
+function withStartupOption(connectionString: string, option: string): { connectionString: string; options: string } {
+  let url: URL;
+  try {
+    url = new URL(connectionString);
+  } catch {
+    return { connectionString, options: option };
+  }
+  const given = url.searchParams.get("options");
+  url.searchParams.delete("options");
+  return { connectionString: url.toString(), options: given ? `${given} ${option}` : option };
 }

@@ -63,6 +63,25 @@ describe("openDatabase", () => {
     }
   });
 
+  it("plans the hot statements with their parameters on every Postgres connection, never with a generic plan", async () => {
+    // A generic plan for the accept statement (made without its arrays' contents) took hundreds of
+    // milliseconds now and then; see db.ts.
+    const database = await createPostgresDatabase();
+    try {
+      const db = await openDatabase({ url: database.url });
+      try {
+        const modes = await Promise.all(
+          Array.from({ length: 4 }, () => db.sql.query<{ plan_cache_mode: string }>("SELECT current_setting('plan_cache_mode') AS plan_cache_mode, pg_sleep(0.05)", [])),
+        );
+        expect(modes.map(([row]) => row!.plan_cache_mode)).to.deep.equal(Array(4).fill("force_custom_plan"));
+      } finally {
+        await db.close();
+      }
+    } finally {
+      await database.drop();
+    }
+  });
+
   it("refuses a url it cannot serve", async () => {
     const error = await openDatabase({ url: "mysql://localhost/paychan" }).then(() => undefined, (e: Error) => e);
     expect(error).to.be.instanceOf(TypeError);
