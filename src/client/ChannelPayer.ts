@@ -15,8 +15,9 @@ export type ChannelPayerOptions = {
   /** Refuse to pay more than this per request (base units). */
   maxPrice: bigint;
   store?: ChannelStateStore;
-  /** Called when the deposit runs short; top up (e.g. `topUp(...)`) and resolve to retry. */
-  onInsufficientDeposit?: (details: { deposit: bigint; needed: bigint }) => Promise<void>;
+  /** Called when the deposit runs short; top up (e.g. `topUp(...)`) and resolve to retry, or resolve
+   * `false` when no top-up was made (the refusal is then returned as it is). */
+  onInsufficientDeposit?: (details: { deposit: bigint; needed: bigint }) => Promise<void | boolean>;
 };
 
 /** Refusals that a voucher on the (resynced) accepted total can answer. */
@@ -37,6 +38,11 @@ export class ChannelPayer {
     this.maxPrice = options.maxPrice;
     this.store = options.store ?? new MemoryStateStore();
     this.onInsufficientDeposit = options.onInsufficientDeposit;
+  }
+
+  /** Saves a state for this channel (autoTopUp.ts keeps its spending there). */
+  async save(state: ChannelState): Promise<void> {
+    await this.store.save(this.channel.id, state);
   }
 
   async state(): Promise<ChannelState> {
@@ -90,7 +96,7 @@ export class ChannelPayer {
     }
     if (code === "insufficient_deposit" && server) {
       if (!this.onInsufficientDeposit) return undefined;
-      await this.onInsufficientDeposit({ deposit: server.deposit, needed: current.accepted + requirements.amount });
+      if ((await this.onInsufficientDeposit({ deposit: server.deposit, needed: current.accepted + requirements.amount })) === false) return undefined;
     } else if (code && !RETRYABLE.includes(code)) {
       return undefined;
     }
@@ -104,6 +110,6 @@ export class ChannelPayer {
   async recordReceipt(receipt: Receipt): Promise<void> {
     const current = await this.state();
     if (receipt.cumulativeAmount > current.signedMax) return;
-    await this.store.save(this.channel.id, { accepted: receipt.cumulativeAmount, signedMax: current.signedMax });
+    await this.store.save(this.channel.id, { ...current, accepted: receipt.cumulativeAmount });
   }
 }

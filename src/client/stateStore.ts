@@ -5,7 +5,31 @@ export type ChannelState = {
   accepted: bigint;
   /** The highest cumulative amount this client ever signed: the most the server can claim. */
   signedMax: bigint;
+  /** What automatic top-ups added in the current period (see autoTopUp.ts), so a reload keeps the cap. */
+  topUps?: TopUpPeriod;
 };
+
+/** The automatic top-ups of one spending period: when it started (unix seconds) and their total. */
+export type TopUpPeriod = { since: number; amount: bigint };
+
+/** A state as JSON (bigints as decimal strings), for the stores that persist text. */
+export type StoredState = { accepted: string; signedMax: string; topUps?: { since: number; amount: string } };
+
+export function toStored(state: ChannelState): StoredState {
+  return {
+    accepted: state.accepted.toString(),
+    signedMax: state.signedMax.toString(),
+    ...(state.topUps && { topUps: { since: state.topUps.since, amount: state.topUps.amount.toString() } }),
+  };
+}
+
+export function fromStored(stored: StoredState): ChannelState {
+  return {
+    accepted: BigInt(stored.accepted),
+    signedMax: BigInt(stored.signedMax),
+    ...(stored.topUps && { topUps: { since: stored.topUps.since, amount: BigInt(stored.topUps.amount) } }),
+  };
+}
 
 export interface ChannelStateStore {
   load(channelId: string): Promise<ChannelState | undefined>;
@@ -18,7 +42,7 @@ export class MemoryStateStore implements ChannelStateStore {
     return this.states.get(channelId);
   }
   async save(channelId: string, state: ChannelState) {
-    this.states.set(channelId, { ...state });
+    this.states.set(channelId, { ...state, ...(state.topUps && { topUps: { ...state.topUps } }) });
   }
 }
 
@@ -31,13 +55,9 @@ export class WebStorageStateStore implements ChannelStateStore {
   async load(channelId: string) {
     const raw = this.storage.getItem(this.prefix + channelId);
     if (!raw) return undefined;
-    const { accepted, signedMax } = JSON.parse(raw) as { accepted: string; signedMax: string };
-    return { accepted: BigInt(accepted), signedMax: BigInt(signedMax) };
+    return fromStored(JSON.parse(raw) as StoredState);
   }
   async save(channelId: string, state: ChannelState) {
-    this.storage.setItem(
-      this.prefix + channelId,
-      JSON.stringify({ accepted: state.accepted.toString(), signedMax: state.signedMax.toString() }),
-    );
+    this.storage.setItem(this.prefix + channelId, JSON.stringify(toStored(state)));
   }
 }

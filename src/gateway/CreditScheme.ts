@@ -58,9 +58,11 @@ export class CreditScheme implements PaymentScheme {
     this.keys = new LruMap(options.keyCacheSize ?? 50_000);
   }
 
-  requirements(quote: Quote): CreditRequirements | undefined {
+  /** The credit terms; answering a refusal that read the account's balance, with what it has left. */
+  requirements(quote: Quote, refusal?: PaymentError): CreditRequirements | undefined {
     const price = quote.get(this.asset);
     if (price === undefined) return undefined;
+    const balance = typeof refusal?.details?.balance === "string" ? BigInt(refusal.details.balance) : undefined;
     return {
       scheme: CREDIT_SCHEME,
       network: CREDIT_NETWORK,
@@ -68,7 +70,11 @@ export class CreditScheme implements PaymentScheme {
       asset: this.asset,
       payTo: this.seller,
       maxTimeoutSeconds: this.maxTimeoutSeconds,
-      extra: { decimals: FIAT_DECIMALS, ...(this.topUpPath && { topUp: this.topUpPath }) },
+      extra: {
+        decimals: FIAT_DECIMALS,
+        ...(this.topUpPath && { topUp: this.topUpPath }),
+        ...(balance !== undefined && { remaining: balance > 0n ? balance : 0n }),
+      },
     };
   }
 

@@ -119,7 +119,12 @@ export class PaymentGateway implements PaymentScheme {
         minWithdrawDelay: this.minWithdrawDelay,
         closingMarginSeconds: this.closingMarginSeconds,
         ...(channel && {
-          channel: { channelId: channel.id, acceptedCumulative: channel.acceptedCumulative, deposit: channel.deposit },
+          channel: {
+            channelId: channel.id,
+            acceptedCumulative: channel.acceptedCumulative,
+            deposit: channel.deposit,
+            remaining: channel.deposit > channel.acceptedCumulative ? channel.deposit - channel.acceptedCumulative : 0n,
+          },
         }),
       },
     };

@@ -69,9 +69,10 @@ export const requirementsSchema = z.object({
     minWithdrawDelay: z.number().int().min(0),
     /** Vouchers are refused once a requested withdrawal finalizes within this many seconds (chain time). */
     closingMarginSeconds: z.number().int().min(0).optional(),
-    /** Present when the request named a channel: the server's view, so a client can resync. */
+    /** Present when the request named a channel: the server's view, so a client can resync. `remaining`
+     * (deposit − accepted, added in 0.2.0) is what further vouchers may still spend. */
     channel: z
-      .object({ channelId: bytes32, acceptedCumulative: amount, deposit: amount })
+      .object({ channelId: bytes32, acceptedCumulative: amount, deposit: amount, remaining: amount.optional() })
       .optional(),
   }),
 });
