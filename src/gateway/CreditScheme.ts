@@ -133,7 +133,13 @@ export class CreditScheme implements PaymentScheme {
           throw new PaymentError(
             "credit_suspended",
             `The credit account's balance is ${outcome.balance} (a refund or dispute after spending): it cannot pay until a top-up settles it.`,
-            { balance: String(outcome.balance), price: price.toString(), ...(this.topUpPath && { topUp: this.topUpPath }) },
+            { reason: "negative_balance", balance: String(outcome.balance), price: price.toString(), ...(this.topUpPath && { topUp: this.topUpPath }) },
+          );
+        case "RECHARGE_FAILED":
+          throw new PaymentError(
+            "credit_suspended",
+            "The credit account is suspended: its saved card was declined on every automatic recharge. Top it up (or update the card) to spend again.",
+            { reason: "recharge_failed", balance: String(outcome.balance), price: price.toString(), ...(this.topUpPath && { topUp: this.topUpPath }) },
           );
         case "INSUFFICIENT_CREDIT":
           throw new PaymentError("insufficient_credit", `The credit account holds ${outcome.balance}, less than the price ${price}; top it up.`, {

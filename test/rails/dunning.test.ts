@@ -1,0 +1,300 @@
+// Keeping buyers on prepaid credit, for real but offline: credit spent through the real paywall on
+// Postgres and PGlite, the real Stripe SDK against the local fake Stripe (saved cards, off-session
+// PaymentIntents, declines), webhooks signed with the SDK's helper and delivered over HTTP, and the
+// seller's notice receiver a local HTTP server that checks each signature. The worker's clock is
+// injected, so a retry schedule of hours runs in milliseconds.
+import type { AddressInfo } from "node:net";
+import { createServer, type Server } from "node:http";
+import { randomUUID } from "node:crypto";
+import { expect } from "chai";
+import express from "express";
+import { CreditScheme } from "../../src/gateway/CreditScheme.js";
+import { paywall } from "../../src/gateway/paywall.js";
+import { creditBalance } from "../../src/ledger/credit.js";
+import type { Database } from "../../src/ledger/db.js";
+import { noticesOf, rechargesOf } from "../../src/ledger/dunning.js";
+import { LedgerCreditStore } from "../../src/ledger/LedgerCreditStore.js";
+import { accountsOutOfBalance, trialBalance } from "../../src/ledger/postings.js";
+import { PriceTable } from "../../src/policy/prices.js";
+import { creditReceiptSchema, encodeCreditPayment } from "../../src/protocol/credit.js";
+import { HEADERS } from "../../src/protocol/wire.js";
+import { Dunning, SIGNATURE_HEADER, verifyNoticeSignature } from "../../src/rails/Dunning.js";
+import { FiatRails } from "../../src/rails/FiatRails.js";
+import { operatorFiatRoutes, publicFiatRoutes } from "../../src/rails/http.js";
+import { StripeRail } from "../../src/rails/StripeRail.js";
+import { signWebhook, startFakeStripe, type FakeStripe } from "../helpers/fakeStripe.js";
+import { describeEachDatabase, unique } from "../ledger/helpers.js";
+import { decodeJsonHeader } from "./decode.js";
+
+const USD = "fiat:USD" as const;
+const WEBHOOK_SECRET = "whsec_test_paychan";
+const NOTICE_SECRET = "notice-secret-for-tests";
+const PRICE = 1_000n; // $0.001
+/** Below $4.998 the seller is told, and a saved card recharged. */
+const THRESHOLD = 4_998_000n;
+const HOUR = 3600;
+const SCHEDULE = [HOUR, 6 * HOUR, 24 * HOUR];
+
+type Received = { body: string; headers: Record<string, string | string[] | undefined> };
+
+/** The seller's system: receives notices, answers 500 while `failing` > 0. */
+async function startReceiver() {
+  const received: Received[] = [];
+  const state = { failing: 0 };
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      received.push({ body: Buffer.concat(chunks).toString("utf8"), headers: req.headers });
+      if (state.failing > 0) {
+        state.failing--;
+        return void res.writeHead(500).end("down");
+      }
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/paychan-notices`,
+    received,
+    state,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+describeEachDatabase("keeping buyers on credit: low-balance notices and auto-recharge", (db) => {
+  let stripe: FakeStripe;
+  let receiver: Awaited<ReturnType<typeof startReceiver>>;
+  let server: Server;
+  let url: string;
+  let store: LedgerCreditStore;
+  let dunning: Dunning;
+  let clock: number;
+  const logged: string[] = [];
+
+  before(async () => {
+    stripe = await startFakeStripe();
+    receiver = await startReceiver();
+    const rail = new StripeRail({ secretKey: "sk_test_paychan", webhookSecret: WEBHOOK_SECRET, apiBase: stripe.url, timeoutMs: 2_000, maxNetworkRetries: 0 });
+    const fiat = new FiatRails({ db: db(), rail, currency: "USD", payoutThreshold: 1_000_000n, successUrl: "https://shop.example/ok", cancelUrl: "https://shop.example/no", saveCards: true });
+    store = new LedgerCreditStore(db(), { bookingIntervalMs: 60_000, lowBalance: THRESHOLD });
+    const credit = new CreditScheme({ store, seller: unique("seller"), asset: USD, topUpPath: "/credit/topups" });
+    const app = express();
+    app.use(publicFiatRoutes(fiat, () => {}));
+    app.use("/ops", operatorFiatRoutes(fiat));
+    app.use(paywall([credit], { "GET /quote": { usd: "0.001" } }, { prices: new PriceTable(USD, { [USD]: { usd: "1", decimals: 6 } }) }));
+    app.get("/quote", (_req, res) => void res.json({ quote: "ok" }));
+    server = await new Promise((resolve) => {
+      const s = app.listen(0, "127.0.0.1", () => resolve(s));
+    });
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    clock = Date.now();
+    dunning = new Dunning({
+      db: db(),
+      rail,
+      currency: "USD",
+      asset: USD,
+      notices: { url: receiver.url, secret: NOTICE_SECRET },
+      recharge: { threshold: THRESHOLD, amountMinor: 500n, retrySchedule: SCHEDULE },
+      now: () => new Date(clock),
+      log: (line) => void logged.push(line),
+    });
+  });
+  after(async () => {
+    await new Promise((resolve) => server.close(resolve));
+    await store.close();
+    await receiver.close();
+    await stripe.close();
+  });
+
+  async function deliver(event: unknown) {
+    const payload = JSON.stringify(event);
+    const response = await fetch(`${url}/webhooks/stripe`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "stripe-signature": signWebhook(payload, WEBHOOK_SECRET) },
+      body: payload,
+    });
+    expect(response.status).to.equal(200);
+  }
+
+  /** A checkout top-up of `dollars`, paid and its webhook delivered: the session (with the saved card's customer). */
+  async function topUp(key: string, dollars: string) {
+    const started = await fetch(`${url}/credit/topups`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify({ amount: dollars }) });
+    expect(started.status).to.equal(201);
+    const sessionId = ((await started.json()) as { url: string }).url.split("/").pop()!;
+    await deliver(stripe.payCheckout(sessionId));
+    return stripe.objects.get(sessionId)!;
+  }
+
+  async function buyer(dollars = "5.00") {
+    const opened = (await (await fetch(`${url}/ops/credit/accounts`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })).json()) as { accountId: string; key: string; keyId: string };
+    const session = await topUp(opened.key, dollars);
+    return { ...opened, customer: session.customer as string };
+  }
+
+  async function pay(key: string) {
+    const response = await fetch(`${url}/quote`, { headers: { [HEADERS.signature]: encodeCreditPayment(key, randomUUID()) } });
+    const body = (await response.json()) as { error?: string; details?: Record<string, string> };
+    const receipt = response.headers.get(HEADERS.response);
+    const required = response.headers.get(HEADERS.required);
+    return {
+      status: response.status,
+      body,
+      receipt: receipt ? creditReceiptSchema.parse(decodeJsonHeader(receipt)) : undefined,
+      terms: required ? (decodeJsonHeader(required) as { accepts: { scheme: string; extra: { remaining?: string } }[] }).accepts[0] : undefined,
+    };
+  }
+
+  const balanceOf = async (account: string) => (await creditBalance(db().prisma, account))!;
+
+  it("puts the account's balance in each receipt and in the 402 that refuses for it", async () => {
+    const funded = await buyer("5.00");
+    const paid = await pay(funded.key);
+    expect(paid.status).to.equal(200);
+    expect(paid.receipt!.remaining).to.equal(5_000_000n - PRICE);
+
+    const opened = (await (await fetch(`${url}/ops/credit/accounts`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })).json()) as { key: string };
+    const refused = await pay(opened.key);
+    expect([refused.status, refused.body.error]).to.deep.equal([402, "insufficient_credit"]);
+    expect(refused.terms!.extra.remaining).to.equal("0");
+  });
+
+  it("writes one low-balance notice per crossing, delivers it signed, and retries after the receiver failed", async () => {
+    const funded = await buyer("5.00");
+    for (let i = 0; i < 2; i++) expect((await pay(funded.key)).status).to.equal(200); // 4.998: not below
+    expect(await noticesOf(db().prisma, funded.accountId)).to.deep.equal([]);
+    for (let i = 0; i < 3; i++) expect((await pay(funded.key)).status).to.equal(200);
+    const [notice, ...more] = await noticesOf(db().prisma, funded.accountId);
+    expect(more).to.deep.equal([]);
+    expect(notice!.type).to.equal("credit.low_balance");
+    expect(notice!.data).to.deep.equal({ accountId: funded.accountId, asset: USD, balance: "4997000", threshold: "4998000" });
+
+    // The worker's clock from here on (the notice was written at the database's).
+    clock = Date.now() + 1_000;
+    receiver.received.length = 0;
+    receiver.state.failing = 1;
+    const failed = await dunning.runOnce();
+    expect(failed.undelivered).to.be.greaterThan(0);
+    const mine = () => receiver.received.filter((r) => JSON.parse(r.body).id === notice!.id);
+    expect(mine()).to.have.length(1);
+    expect((await noticesOf(db().prisma, funded.accountId))[0]).to.deep.include({ attempts: 1, deliveredAt: null, lastError: "the receiver answered 500" });
+
+    await dunning.runOnce(); // not due yet: the backoff is 30 s
+    expect(mine()).to.have.length(1);
+    clock += 31_000;
+    await dunning.runOnce();
+    expect(mine()).to.have.length(2);
+    const [first, second] = mine();
+    expect(second!.body).to.equal(first!.body);
+    expect(second!.headers["idempotency-key"]).to.equal(notice!.id);
+    const signature = second!.headers[SIGNATURE_HEADER] as string;
+    expect(verifyNoticeSignature(second!.body, signature, NOTICE_SECRET, { now: Math.floor(clock / 1000) })).to.equal(true);
+    expect(verifyNoticeSignature(second!.body.replace("4997000", "9997000"), signature, NOTICE_SECRET, { now: Math.floor(clock / 1000) })).to.equal(false);
+    expect(verifyNoticeSignature(second!.body, signature, "another secret", { now: Math.floor(clock / 1000) })).to.equal(false);
+    expect(JSON.parse(second!.body)).to.deep.include({ id: notice!.id, type: "credit.low_balance" });
+    expect((await noticesOf(db().prisma, funded.accountId))[0]!.deliveredAt).to.not.equal(null);
+    await dunning.runOnce();
+    expect(mine()).to.have.length(2);
+  });
+
+  it("recharges the saved card off-session, credits it only from the webhook, and opens no second recharge meanwhile", async () => {
+    const funded = await buyer("5.00");
+    expect((await balanceOf(funded.accountId)).cardSaved).to.equal(true);
+    for (let i = 0; i < 3; i++) expect((await pay(funded.key)).status).to.equal(200); // 4.997: below
+    const round = await dunning.runOnce();
+    expect(round.opened).to.be.greaterThan(0);
+    const [recharge] = await rechargesOf(db().prisma, funded.accountId);
+    expect(recharge).to.deep.include({ status: "CHARGED", attempts: 1 });
+    const charge = stripe.requests.filter((r) => r.path === "/v1/payment_intents" && r.body.customer === funded.customer);
+    expect(charge).to.have.length(1);
+    expect(charge[0]!.headers["idempotency-key"]).to.equal(`paychan:recharge:${recharge!.topUpId}`);
+    expect(charge[0]!.body).to.include({ amount: "500", currency: "usd", off_session: "true", confirm: "true", "metadata[paychan_recharge]": recharge!.id });
+    expect((await balanceOf(funded.accountId)).balance).to.equal(4_997_000n); // not before the webhook
+
+    await dunning.runOnce();
+    expect(stripe.requests.filter((r) => r.path === "/v1/payment_intents" && r.body.customer === funded.customer)).to.have.length(1);
+
+    const intent = [...stripe.objects.values()].find((o) => o.object === "payment_intent" && o.customer === funded.customer)!;
+    const succeeded = stripe.paymentIntentSucceeded(intent.id);
+    await deliver(succeeded);
+    await deliver(succeeded); // a duplicate changes nothing
+    expect((await balanceOf(funded.accountId)).balance).to.equal(4_997_000n + 5_000_000n);
+    expect((await rechargesOf(db().prisma, funded.accountId))[0]!.status).to.equal("SUCCEEDED");
+    await store.book();
+    for (const [asset, t] of await trialBalance(db().prisma)) expect(t.debits, asset).to.equal(t.credits);
+    expect(await accountsOutOfBalance(db().prisma)).to.deep.equal([]);
+  });
+
+  it("retries a declined card on the schedule, then suspends the account with a final notice; never below zero; a paid top-up lifts it", async () => {
+    const funded = await buyer("5.00");
+    stripe.declineCard(funded.customer, 4);
+    for (let i = 0; i < 3; i++) expect((await pay(funded.key)).status).to.equal(200);
+    const attempts = () => stripe.requests.filter((r) => r.path === "/v1/payment_intents" && r.body.customer === funded.customer);
+    const start = clock;
+
+    await dunning.runOnce();
+    expect(attempts()).to.have.length(1);
+    let [recharge] = await rechargesOf(db().prisma, funded.accountId);
+    expect(recharge).to.deep.include({ status: "PENDING", attempts: 1 });
+    expect(recharge!.nextAttemptAt!.getTime()).to.equal(start + HOUR * 1000);
+    expect(recharge!.lastError).to.match(/card_declined/);
+
+    clock = start + 30 * 60_000; // within the first wait: nothing
+    await dunning.runOnce();
+    expect(attempts()).to.have.length(1);
+    clock = start + HOUR * 1000;
+    await dunning.runOnce();
+    expect(attempts()).to.have.length(2);
+    clock += 6 * HOUR * 1000;
+    await dunning.runOnce();
+    expect(attempts()).to.have.length(3);
+    expect((await pay(funded.key)).status).to.equal(200); // still spending its own balance meanwhile
+    clock += 24 * HOUR * 1000;
+    receiver.received.length = 0;
+    await dunning.runOnce();
+    expect(attempts()).to.have.length(4);
+    // Each attempt its own top-up and idempotency key.
+    expect(new Set(attempts().map((r) => r.headers["idempotency-key"])).size).to.equal(4);
+
+    [recharge] = await rechargesOf(db().prisma, funded.accountId);
+    expect(recharge).to.deep.include({ status: "FAILED", attempts: 4, nextAttemptAt: null });
+    const account = await balanceOf(funded.accountId);
+    expect(account).to.deep.include({ suspended: true, suspendedReason: "recharge_failed", balance: 4_996_000n });
+    const final = (await noticesOf(db().prisma, funded.accountId)).find((n) => n.type === "credit.recharge_failed");
+    expect(final!.data).to.deep.include({ accountId: funded.accountId, rechargeId: recharge!.id, attempts: 4, balance: "4996000" });
+    const sent = receiver.received.map((r) => JSON.parse(r.body) as { id: string; type: string });
+    expect(sent.filter((n) => n.id === final!.id)).to.have.length(1);
+    expect(logged.some((line) => line.includes(recharge!.id) && line.includes("suspended"))).to.equal(true);
+
+    const refused = await pay(funded.key);
+    expect([refused.status, refused.body.error, refused.body.details?.reason]).to.deep.equal([402, "credit_suspended", "recharge_failed"]);
+    expect(refused.terms!.extra.remaining).to.equal("4996000");
+    clock += 48 * HOUR * 1000;
+    await dunning.runOnce(); // a suspended account gets no new recharge
+    expect(attempts()).to.have.length(4);
+    expect((await balanceOf(funded.accountId)).balance).to.equal(4_996_000n);
+
+    await topUp(funded.key, "1.00");
+    expect(await balanceOf(funded.accountId)).to.deep.include({ suspended: false, balance: 5_996_000n });
+    expect((await pay(funded.key)).status).to.equal(200);
+  });
+
+  it("does none of it unless configured: no notice, no recharge", async () => {
+    const quiet = new LedgerCreditStore(db(), { bookingIntervalMs: 60_000 });
+    const silent = new Dunning({ db: db(), rail: new StripeRail({ secretKey: "sk_test_paychan", webhookSecret: WEBHOOK_SECRET, apiBase: stripe.url }), currency: "USD", asset: USD });
+    try {
+      const funded = await buyer("5.00");
+      for (let i = 0; i < 3; i++) {
+        const [outcome] = await quiet.spend([{ keyId: funded.keyId, accountId: funded.accountId, seller: "s", price: PRICE, requestKey: `quiet-${i}` }]);
+        expect(outcome!.ok).to.equal(true);
+      }
+      expect((await balanceOf(funded.accountId)).balance < THRESHOLD).to.equal(true);
+      expect(await noticesOf(db().prisma, funded.accountId)).to.deep.equal([]);
+      expect(silent.enabled).to.equal(false);
+      expect(await silent.runOnce()).to.deep.equal({ opened: 0, charged: 0, declined: 0, failed: 0, uncertain: 0, delivered: 0, undelivered: 0 });
+      expect(await rechargesOf(db().prisma, funded.accountId)).to.deep.equal([]);
+    } finally {
+      await quiet.close();
+    }
+  });
+});
