@@ -8,6 +8,7 @@ import { createServer, type Server } from "node:http";
 import { randomUUID } from "node:crypto";
 import { expect } from "chai";
 import express from "express";
+import { ConfigError, loadConfig } from "../../src/config.js";
 import { CreditScheme } from "../../src/gateway/CreditScheme.js";
 import { paywall } from "../../src/gateway/paywall.js";
 import { creditBalance } from "../../src/ledger/credit.js";
@@ -22,6 +23,7 @@ import { Dunning, SIGNATURE_HEADER, verifyNoticeSignature } from "../../src/rail
 import { FiatRails } from "../../src/rails/FiatRails.js";
 import { operatorFiatRoutes, publicFiatRoutes } from "../../src/rails/http.js";
 import { StripeRail } from "../../src/rails/StripeRail.js";
+import { startPaychan } from "../../src/server.js";
 import { signWebhook, startFakeStripe, type FakeStripe } from "../helpers/fakeStripe.js";
 import { describeEachDatabase, unique } from "../ledger/helpers.js";
 import { decodeJsonHeader } from "./decode.js";
@@ -296,5 +298,31 @@ describeEachDatabase("keeping buyers on credit: low-balance notices and auto-rec
     } finally {
       await quiet.close();
     }
+  });
+});
+
+describe("keeping buyers on credit: configuration", () => {
+  const base = {
+    ESCROW_ADDRESS: "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+    PAYEE_ADDRESS: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+    STRIPE_SECRET_KEY: "sk_test_paychan",
+    STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+  };
+  const refusal = async (env: Record<string, string>) => {
+    const error = await startPaychan(loadConfig({ ...base, ...env })).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).to.be.instanceOf(ConfigError);
+    return (error as Error).message;
+  };
+
+  it("names the variable that is missing or wrong, before opening anything", async () => {
+    expect(await refusal({ CREDIT_AUTO_RECHARGE: "10.00" })).to.match(/^CREDIT_LOW_BALANCE is not set/);
+    expect(await refusal({ CREDIT_LOW_BALANCE: "2", CREDIT_NOTICE_WEBHOOK_URL: "https://seller.example/hooks" })).to.match(/^CREDIT_NOTICE_WEBHOOK_SECRET is not set/);
+    expect(await refusal({ CREDIT_LOW_BALANCE: "2.001" })).to.match(/^CREDIT_LOW_BALANCE: /);
+    expect(await refusal({ CREDIT_LOW_BALANCE: "2", CREDIT_AUTO_RECHARGE: "0" })).to.match(/^CREDIT_AUTO_RECHARGE must be more than 0/);
+    expect(await refusal({ STRIPE_SECRET_KEY: "", STRIPE_WEBHOOK_SECRET: "", CREDIT_LOW_BALANCE: "2" })).to.match(/^CREDIT_LOW_BALANCE applies to prepaid credit, which is off/);
+    expect(() => loadConfig({ CREDIT_RECHARGE_RETRIES: "1h,soon" })).to.throw(ConfigError, /CREDIT_RECHARGE_RETRIES/);
   });
 });
