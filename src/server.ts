@@ -287,12 +287,15 @@ function keepingBuyersOf(config: Config, fiat: boolean): Pick<DunningOptions, "n
   };
   const threshold = config.CREDIT_LOW_BALANCE === undefined ? undefined : minorToBase(currency, minor("CREDIT_LOW_BALANCE", config.CREDIT_LOW_BALANCE));
   const retrySchedule = config.CREDIT_RECHARGE_RETRIES.split(",").map((w) => Number(w.slice(0, -1)) * { s: 1, m: 60, h: 3600, d: 86_400 }[w.slice(-1) as "s" | "m" | "h" | "d"]);
+  const recharge = config.CREDIT_AUTO_RECHARGE === undefined ? undefined : minor("CREDIT_AUTO_RECHARGE", config.CREDIT_AUTO_RECHARGE);
+  // A recharge that left the balance below the threshold would open the next one at once.
+  if (recharge !== undefined && threshold !== undefined && minorToBase(currency, recharge) < threshold) {
+    throw new ConfigError(`CREDIT_AUTO_RECHARGE (${config.CREDIT_AUTO_RECHARGE}) must be at least CREDIT_LOW_BALANCE (${config.CREDIT_LOW_BALANCE}): one recharge must lift a balance back above it.`);
+  }
   return {
     threshold,
     ...(config.CREDIT_NOTICE_WEBHOOK_URL && { notices: { url: config.CREDIT_NOTICE_WEBHOOK_URL, secret: config.CREDIT_NOTICE_WEBHOOK_SECRET! } }),
-    ...(config.CREDIT_AUTO_RECHARGE && threshold !== undefined && {
-      recharge: { threshold, amountMinor: minor("CREDIT_AUTO_RECHARGE", config.CREDIT_AUTO_RECHARGE), retrySchedule },
-    }),
+    ...(recharge !== undefined && threshold !== undefined && { recharge: { threshold, amountMinor: recharge, retrySchedule } }),
   };
 }
 

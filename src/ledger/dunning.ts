@@ -50,13 +50,14 @@ export async function noticesOf(db: Db, accountId: string): Promise<NoticeRecord
 
 /**
  * Opens a recharge for every account of `asset` with a saved card, not suspended, whose balance is
- * below `threshold` and that has no recharge open. Returns the ids opened.
+ * below `threshold` and that has no recharge open. Returns the ids opened. A balance below zero is a
+ * refund or dispute taken back after spending: the card it came from is not charged again unasked.
  */
 export async function openDueRecharges(db: Db, options: { asset: string; processor: string; currency: string; threshold: bigint; amountMinor: bigint; now: Date }): Promise<{ id: string; accountId: string }[]> {
   const due = await db.$queryRaw<{ id: string }[]>`
     SELECT a.id FROM credit_account a
     WHERE a.asset = ${options.asset} AND a.card_customer_ref IS NOT NULL AND a.suspended_at IS NULL
-      AND a.granted - a.spent < ${options.threshold.toString()}::numeric
+      AND a.granted - a.spent < ${options.threshold.toString()}::numeric AND a.granted - a.spent >= 0
       AND NOT EXISTS (SELECT 1 FROM credit_recharge r WHERE r.account_id = a.id AND r.status IN ('PENDING', 'CHARGED'))
     ORDER BY a.id`;
   const opened: { id: string; accountId: string }[] = [];

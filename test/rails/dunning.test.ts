@@ -197,6 +197,17 @@ describeEachDatabase("keeping buyers on credit: low-balance notices and auto-rec
     expect((await noticesOf(db().prisma, funded.accountId))[0]!.deliveredAt).to.not.equal(null);
     await dunning.runOnce();
     expect(mine()).to.have.length(2);
+
+    // A top-up lifts the balance above the threshold; the next crossing is a new notice, and only one.
+    await topUp(funded.key, "1.00");
+    const charge = (n: number) => ({ keyId: funded.keyId, accountId: funded.accountId, seller: "s", price: 1_000_000n, requestKey: `big-${n}` });
+    expect((await store.spend([charge(1)]))[0]!.ok).to.equal(true); // 5.995 → 4.995
+    expect((await store.spend([charge(2)]))[0]!.ok).to.equal(true);
+    const notices = await noticesOf(db().prisma, funded.accountId);
+    expect(notices.map((n) => n.data)).to.deep.equal([
+      { accountId: funded.accountId, asset: USD, balance: "4997000", threshold: "4998000" },
+      { accountId: funded.accountId, asset: USD, balance: "4995000", threshold: "4998000" },
+    ]);
   });
 
   it("recharges the saved card off-session, credits it only from the webhook, and opens no second recharge meanwhile", async () => {
@@ -225,6 +236,21 @@ describeEachDatabase("keeping buyers on credit: low-balance notices and auto-rec
     await store.book();
     for (const [asset, t] of await trialBalance(db().prisma)) expect(t.debits, asset).to.equal(t.credits);
     expect(await accountsOutOfBalance(db().prisma)).to.deep.equal([]);
+  });
+
+  it("tries a recharge whose outcome was unknown (a Stripe 5xx) again with the same idempotency key, counting no attempt", async () => {
+    const funded = await buyer("5.00");
+    for (let i = 0; i < 3; i++) expect((await pay(funded.key)).status).to.equal(200);
+    stripe.fault("POST", /^\/v1\/payment_intents$/, { status: 500 });
+    clock = Math.max(clock, Date.now()) + 1_000;
+    expect((await dunning.runOnce()).uncertain).to.equal(1);
+    expect((await rechargesOf(db().prisma, funded.accountId))[0]).to.deep.include({ status: "PENDING", attempts: 0 });
+    clock += 61_000;
+    expect((await dunning.runOnce()).charged).to.equal(1);
+    const sent = stripe.requests.filter((r) => r.path === "/v1/payment_intents" && r.body.customer === funded.customer);
+    expect(sent).to.have.length(2);
+    expect(sent[1]!.headers["idempotency-key"]).to.equal(sent[0]!.headers["idempotency-key"]);
+    expect((await rechargesOf(db().prisma, funded.accountId))[0]).to.deep.include({ status: "CHARGED", attempts: 1 });
   });
 
   it("retries a declined card on the schedule, then suspends the account with a final notice; never below zero; a paid top-up lifts it", async () => {
@@ -267,6 +293,11 @@ describeEachDatabase("keeping buyers on credit: low-balance notices and auto-rec
     const sent = receiver.received.map((r) => JSON.parse(r.body) as { id: string; type: string });
     expect(sent.filter((n) => n.id === final!.id)).to.have.length(1);
     expect(logged.some((line) => line.includes(recharge!.id) && line.includes("suspended"))).to.equal(true);
+
+    const shown = (await (await fetch(`${url}/ops/credit/accounts/${funded.accountId}`)).json()) as { suspendedReason: string; recharges: { status: string }[]; notices: { type: string }[] };
+    expect(shown.suspendedReason).to.equal("recharge_failed");
+    expect(shown.recharges.map((r) => r.status)).to.deep.equal(["FAILED"]);
+    expect(shown.notices.map((n) => n.type)).to.deep.equal(["credit.low_balance", "credit.recharge_failed"]);
 
     const refused = await pay(funded.key);
     expect([refused.status, refused.body.error, refused.body.details?.reason]).to.deep.equal([402, "credit_suspended", "recharge_failed"]);
@@ -322,6 +353,7 @@ describe("keeping buyers on credit: configuration", () => {
     expect(await refusal({ CREDIT_LOW_BALANCE: "2", CREDIT_NOTICE_WEBHOOK_URL: "https://seller.example/hooks" })).to.match(/^CREDIT_NOTICE_WEBHOOK_SECRET is not set/);
     expect(await refusal({ CREDIT_LOW_BALANCE: "2.001" })).to.match(/^CREDIT_LOW_BALANCE: /);
     expect(await refusal({ CREDIT_LOW_BALANCE: "2", CREDIT_AUTO_RECHARGE: "0" })).to.match(/^CREDIT_AUTO_RECHARGE must be more than 0/);
+    expect(await refusal({ CREDIT_LOW_BALANCE: "20", CREDIT_AUTO_RECHARGE: "10" })).to.match(/^CREDIT_AUTO_RECHARGE \(10\) must be at least CREDIT_LOW_BALANCE/);
     expect(await refusal({ STRIPE_SECRET_KEY: "", STRIPE_WEBHOOK_SECRET: "", CREDIT_LOW_BALANCE: "2" })).to.match(/^CREDIT_LOW_BALANCE applies to prepaid credit, which is off/);
     expect(() => loadConfig({ CREDIT_RECHARGE_RETRIES: "1h,soon" })).to.throw(ConfigError, /CREDIT_RECHARGE_RETRIES/);
   });
