@@ -472,7 +472,7 @@ credit
       const b = await creditBalance(paychan.db.prisma, account);
       if (!b) throw new ConfigError(`There is no credit account ${account}.`);
       const unit = paychan.fiat!.currency;
-      console.log(`${account}: granted ${formatBase(b.granted)} ${unit}, spent ${formatBase(b.spent)} ${unit}, balance ${formatBase(b.balance)} ${unit}${b.suspended ? " (suspended until topped up)" : ""}`);
+      console.log(`${account}: granted ${formatBase(b.granted)} ${unit}, spent ${formatBase(b.spent)} ${unit}, balance ${formatBase(b.balance)} ${unit}${b.suspended ? ` (suspended until topped up${b.suspendedReason ? `: ${b.suspendedReason}` : ""})` : ""}`);
     });
   });
 
