@@ -100,14 +100,22 @@ export async function claimDueRecharges(db: Db, now: Date, leaseMs: number, limi
   return due;
 }
 
+// The outcomes below apply only to the attempt they are about (`attempts` unchanged since it was
+// claimed): a worker whose lease ran out while it waited for the processor cannot count an attempt
+// twice — the other worker made the same call, with the same idempotency key.
+
 /** The processor took the charge: the credit comes with its webhook (which closes the recharge). */
-export async function rechargeCharged(db: Db, id: string, now: Date): Promise<void> {
-  await db.$executeRaw`UPDATE credit_recharge SET status = 'CHARGED', attempts = attempts + 1, next_attempt_at = NULL, last_error = NULL, updated_at = ${now} WHERE id = ${id} AND status = 'PENDING'`;
+export async function rechargeCharged(db: Db, recharge: { id: string; attempts: number }, now: Date): Promise<void> {
+  await db.$executeRaw`
+    UPDATE credit_recharge SET status = 'CHARGED', attempts = attempts + 1, next_attempt_at = NULL, last_error = NULL, updated_at = ${now}
+    WHERE id = ${recharge.id} AND status = 'PENDING' AND attempts = ${recharge.attempts}`;
 }
 
 /** The outcome is unknown (5xx, timeout): the same attempt again at `retryAt`, with the same key. */
-export async function rechargeUncertain(db: Db, id: string, retryAt: Date, error: string): Promise<void> {
-  await db.$executeRaw`UPDATE credit_recharge SET next_attempt_at = ${retryAt}, last_error = ${error.slice(0, 500)}, updated_at = now() WHERE id = ${id} AND status = 'PENDING'`;
+export async function rechargeUncertain(db: Db, recharge: { id: string; attempts: number }, retryAt: Date, error: string): Promise<void> {
+  await db.$executeRaw`
+    UPDATE credit_recharge SET next_attempt_at = ${retryAt}, last_error = ${error.slice(0, 500)}, updated_at = now()
+    WHERE id = ${recharge.id} AND status = 'PENDING' AND attempts = ${recharge.attempts}`;
 }
 
 /**
@@ -115,18 +123,18 @@ export async function rechargeUncertain(db: Db, id: string, retryAt: Date, error
  * the recharge fails for good, the account is suspended from spending and a `credit.recharge_failed`
  * notice is written — in one transaction.
  */
-export async function rechargeDeclined(db: Db, recharge: { id: string; accountId: string; topUpId: string }, options: { retryAt?: Date; error: string; now: Date }): Promise<void> {
+export async function rechargeDeclined(db: Db, recharge: { id: string; accountId: string; topUpId: string; attempts: number }, options: { retryAt?: Date; error: string; now: Date }): Promise<void> {
   await inTransaction(db, async (tx) => {
     await tx.$executeRaw`UPDATE fiat_topup SET status = 'DECLINED' WHERE id = ${recharge.topUpId} AND status = 'OPEN'`;
     if (options.retryAt) {
       await tx.$executeRaw`
         UPDATE credit_recharge SET attempts = attempts + 1, next_attempt_at = ${options.retryAt}, last_error = ${options.error.slice(0, 500)}, updated_at = ${options.now}
-        WHERE id = ${recharge.id} AND status = 'PENDING'`;
+        WHERE id = ${recharge.id} AND status = 'PENDING' AND attempts = ${recharge.attempts}`;
       return;
     }
     const [failed] = await tx.$queryRaw<{ attempts: number; amount_minor: string; currency: string }[]>`
       UPDATE credit_recharge SET status = 'FAILED', attempts = attempts + 1, next_attempt_at = NULL, last_error = ${options.error.slice(0, 500)}, updated_at = ${options.now}
-      WHERE id = ${recharge.id} AND status = 'PENDING' RETURNING attempts, amount_minor::text, currency`;
+      WHERE id = ${recharge.id} AND status = 'PENDING' AND attempts = ${recharge.attempts} RETURNING attempts, amount_minor::text, currency`;
     if (!failed) return;
     const [account] = await tx.$queryRaw<{ asset: string; balance: string }[]>`
       UPDATE credit_account SET suspended_at = ${options.now}, suspended_reason = 'recharge_failed'

@@ -55,8 +55,9 @@ export type DunningOptions = {
 
 export type DunningRound = { opened: number; charged: number; declined: number; failed: number; uncertain: number; delivered: number; undelivered: number };
 
-/** How long a claimed notice or recharge is left to one worker before another may take it. */
-const LEASE_MS = 120_000;
+/** How long a claimed notice or recharge is left to one worker before another may take it (after a
+ * crash): longer than a round's calls can take, Stripe's retries included. */
+const LEASE_MS = 600_000;
 /** Retry an attempt whose outcome was unknown (a 5xx, a timeout) after this long, with the same key. */
 const UNCERTAIN_RETRY_MS = 60_000;
 
@@ -98,7 +99,7 @@ export class Dunning {
     round.opened += opened.length;
     for (const r of opened) this.log(`recharge ${r.id} opened for credit account ${r.accountId}: its balance is below ${options.threshold} and a card is saved`);
 
-    for (const due of await claimDueRecharges(db, now, LEASE_MS)) {
+    for (const due of await claimDueRecharges(db, now, LEASE_MS, 5)) {
       const attempt = due.attempts + 1;
       const of = `attempt ${attempt} of ${options.retrySchedule.length + 1}`;
       try {
@@ -110,13 +111,13 @@ export class Dunning {
           currency: due.currency,
           amountMinor: due.amountMinor,
         });
-        await rechargeCharged(db, due.id, now);
+        await rechargeCharged(db, due, now);
         round.charged++;
         this.log(`recharge ${due.id} of credit account ${due.accountId}: charged ${due.amountMinor} minor units of ${due.currency} (${of}, payment ${paymentRef}); credited when the processor's webhook confirms it`);
       } catch (error) {
         const reason = error instanceof Error ? error.message : String(error);
         if (!(error instanceof RailError) || !error.definitive) {
-          await rechargeUncertain(db, due.id, new Date(now.getTime() + UNCERTAIN_RETRY_MS), reason);
+          await rechargeUncertain(db, due, new Date(now.getTime() + UNCERTAIN_RETRY_MS), reason);
           round.uncertain++;
           this.log(`recharge ${due.id} of credit account ${due.accountId}: the processor did not answer for sure (${reason}); the same ${of} again in ${UNCERTAIN_RETRY_MS / 1000} s`, "warn");
           continue;
@@ -138,7 +139,8 @@ export class Dunning {
   private async deliver(options: NoticeWebhookOptions, round: DunningRound): Promise<void> {
     const db = this.options.db.prisma;
     const now = this.now();
-    for (const notice of await claimDueNotices(db, now, LEASE_MS)) {
+    // Few enough per round that each is answered (or timed out) well within its lease.
+    for (const notice of await claimDueNotices(db, now, LEASE_MS, 10)) {
       const body = JSON.stringify({ id: notice.id, type: notice.type, created: Math.floor(notice.createdAt.getTime() / 1000), data: notice.data });
       let failure: string | undefined;
       try {

@@ -13,7 +13,7 @@ import { CreditScheme } from "../../src/gateway/CreditScheme.js";
 import { paywall } from "../../src/gateway/paywall.js";
 import { creditBalance } from "../../src/ledger/credit.js";
 import type { Database } from "../../src/ledger/db.js";
-import { noticesOf, rechargesOf } from "../../src/ledger/dunning.js";
+import { claimDueRecharges, noticesOf, openDueRecharges, rechargeDeclined, rechargesOf } from "../../src/ledger/dunning.js";
 import { LedgerCreditStore } from "../../src/ledger/LedgerCreditStore.js";
 import { accountsOutOfBalance, trialBalance } from "../../src/ledger/postings.js";
 import { PriceTable } from "../../src/policy/prices.js";
@@ -310,6 +310,19 @@ describeEachDatabase("keeping buyers on credit: low-balance notices and auto-rec
     await topUp(funded.key, "1.00");
     expect(await balanceOf(funded.accountId)).to.deep.include({ suspended: false, balance: 5_996_000n });
     expect((await pay(funded.key)).status).to.equal(200);
+  });
+
+  it("counts an attempt once when two workers report it (a lease that ran out while the processor answered)", async () => {
+    const funded = await buyer("5.00");
+    for (let i = 0; i < 3; i++) expect((await pay(funded.key)).status).to.equal(200);
+    clock = Math.max(clock, Date.now()) + 1_000;
+    await openDueRecharges(db().prisma, { asset: USD, processor: "stripe", currency: "USD", threshold: THRESHOLD, amountMinor: 500n, now: new Date(clock) });
+    const due = (await claimDueRecharges(db().prisma, new Date(clock), 1, 100)).find((r) => r.accountId === funded.accountId)!;
+    const again = (await claimDueRecharges(db().prisma, new Date(clock + 10), 1, 100)).find((r) => r.accountId === funded.accountId)!;
+    expect(again.topUpId).to.equal(due.topUpId); // the same attempt: the same top-up, the same idempotency key
+    await rechargeDeclined(db().prisma, due, { retryAt: new Date(clock + HOUR * 1000), error: "declined", now: new Date(clock) });
+    await rechargeDeclined(db().prisma, again, { retryAt: new Date(clock + HOUR * 1000), error: "declined", now: new Date(clock) });
+    expect((await rechargesOf(db().prisma, funded.accountId))[0]).to.deep.include({ status: "PENDING", attempts: 1 });
   });
 
   it("does none of it unless configured: no notice, no recharge", async () => {
