@@ -11,7 +11,7 @@ import express from "express";
 import { ConfigError, loadConfig } from "../../src/config.js";
 import { CreditScheme } from "../../src/gateway/CreditScheme.js";
 import { paywall } from "../../src/gateway/paywall.js";
-import { creditBalance } from "../../src/ledger/credit.js";
+import { createCreditAccount, creditBalance, issueCreditKey } from "../../src/ledger/credit.js";
 import type { Database } from "../../src/ledger/db.js";
 import { claimDueRecharges, noticesOf, openDueRecharges, rechargeDeclined, rechargesOf } from "../../src/ledger/dunning.js";
 import { LedgerCreditStore } from "../../src/ledger/LedgerCreditStore.js";
@@ -23,7 +23,8 @@ import { Dunning, SIGNATURE_HEADER, verifyNoticeSignature } from "../../src/rail
 import { FiatRails } from "../../src/rails/FiatRails.js";
 import { operatorFiatRoutes, publicFiatRoutes } from "../../src/rails/http.js";
 import { StripeRail } from "../../src/rails/StripeRail.js";
-import { startPaychan } from "../../src/server.js";
+import { createApp, startPaychan } from "../../src/server.js";
+import { deployEscrow } from "../helpers/escrow.js";
 import { signWebhook, startFakeStripe, type FakeStripe } from "../helpers/fakeStripe.js";
 import { describeEachDatabase, unique } from "../ledger/helpers.js";
 import { decodeJsonHeader } from "./decode.js";
@@ -369,5 +370,62 @@ describe("keeping buyers on credit: configuration", () => {
     expect(await refusal({ CREDIT_LOW_BALANCE: "20", CREDIT_AUTO_RECHARGE: "10" })).to.match(/^CREDIT_AUTO_RECHARGE \(10\) must be at least CREDIT_LOW_BALANCE/);
     expect(await refusal({ STRIPE_SECRET_KEY: "", STRIPE_WEBHOOK_SECRET: "", CREDIT_LOW_BALANCE: "2" })).to.match(/^CREDIT_LOW_BALANCE applies to prepaid credit, which is off/);
     expect(() => loadConfig({ CREDIT_RECHARGE_RETRIES: "1h,soon" })).to.throw(ConfigError, /CREDIT_RECHARGE_RETRIES/);
+  });
+});
+
+describe("keeping buyers on credit: composed from the configuration by startPaychan", () => {
+  it("spends through createApp's paywall with CREDIT_LOW_BALANCE in the spend statement, and paychan.dunning delivers and recharges", async () => {
+    const chain = await deployEscrow();
+    const stripe = await startFakeStripe();
+    const receiver = await startReceiver();
+    const paychan = await startPaychan(
+      loadConfig({
+        ESCROW_ADDRESS: chain.escrow.address,
+        PAYEE_ADDRESS: chain.payee.account.address,
+        DATABASE_URL: "pglite:memory",
+        STRIPE_SECRET_KEY: "sk_test_paychan",
+        STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+        STRIPE_API_BASE: stripe.url,
+        CREDIT_LOW_BALANCE: "5.00",
+        CREDIT_NOTICE_WEBHOOK_URL: receiver.url,
+        CREDIT_NOTICE_WEBHOOK_SECRET: NOTICE_SECRET,
+        CREDIT_AUTO_RECHARGE: "5.00",
+        LOG_LEVEL: "silent",
+      }),
+      { publicClient: chain.publicClient as never },
+    ).catch(async (error: unknown) => {
+      await receiver.close();
+      await stripe.close();
+      throw error;
+    });
+    const app = createApp(paychan, { "GET /quote": { usd: "0.001" } }, { "GET /quote": (_req, res) => void res.json({ ok: true }) });
+    const server: Server = await new Promise((resolve) => {
+      const s = app.listen(0, "127.0.0.1", () => resolve(s));
+    });
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      expect(paychan.dunning?.enabled).to.equal(true);
+      const { id } = await createCreditAccount(paychan.db.prisma, { currency: "USD" });
+      const { key } = await issueCreditKey(paychan.db.prisma, id);
+      const started = await fetch(`${base}/credit/topups`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: JSON.stringify({ amount: "5.00" }) });
+      const sessionId = ((await started.json()) as { url: string }).url.split("/").pop()!;
+      expect(stripe.requests.find((r) => r.path === "/v1/checkout/sessions")!.body).to.include({ customer_creation: "always", "payment_intent_data[setup_future_usage]": "off_session" });
+      const payload = JSON.stringify(stripe.payCheckout(sessionId));
+      await fetch(`${base}/webhooks/stripe`, { method: "POST", headers: { "content-type": "application/json", "stripe-signature": signWebhook(payload, WEBHOOK_SECRET) }, body: payload });
+
+      for (let i = 0; i < 2; i++) expect((await fetch(`${base}/quote`, { headers: { authorization: `Bearer ${key}` } })).status).to.equal(200);
+      expect((await noticesOf(paychan.db.prisma, id)).map((n) => n.type)).to.deep.equal(["credit.low_balance"]); // 5.000 → 4.999 crossed once
+
+      const round = await paychan.dunning!.runOnce();
+      expect(round).to.deep.include({ opened: 1, charged: 1, delivered: 1 });
+      const [sent] = receiver.received;
+      expect(verifyNoticeSignature(sent!.body, sent!.headers[SIGNATURE_HEADER] as string, NOTICE_SECRET)).to.equal(true);
+      expect(stripe.requests.filter((r) => r.path === "/v1/payment_intents")[0]!.body).to.include({ amount: "500", off_session: "true" });
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+      await paychan.close();
+      await receiver.close();
+      await stripe.close();
+    }
   });
 });
