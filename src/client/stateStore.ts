@@ -5,7 +5,7 @@ export type ChannelState = {
   accepted: bigint;
   /** The highest cumulative amount this client ever signed: the most the server can claim. */
   signedMax: bigint;
-  /** What automatic top-ups added in the current period (see autoTopUp.ts), so a reload keeps the cap. */
+  /** What automatic top-ups added in the current period (see lowBalance.ts), so a reload keeps the cap. */
   topUps?: TopUpPeriod;
 };
 
