@@ -40,7 +40,7 @@ export class ChannelPayer {
     this.onInsufficientDeposit = options.onInsufficientDeposit;
   }
 
-  /** Saves a state for this channel (autoTopUp.ts keeps its spending there). */
+  /** Saves a state for this channel (lowBalance.ts keeps its top-up spending there). */
   async save(state: ChannelState): Promise<void> {
     await this.store.save(this.channel.id, state);
   }
