@@ -49,6 +49,8 @@ import { checkOperatorAccess } from "./ops/operatorApp.js";
 import { TOP_UP_PATH, webhookPath } from "./rails/http.js";
 import { createCreditAccount, creditBalance, issueCreditKey, revokeCreditKey } from "./ledger/credit.js";
 import { formatBase } from "./ledger/currency.js";
+import { multiplyPrice, type PriceSpec } from "./policy/prices.js";
+import { RoutePricing } from "./policy/pricing.js";
 import {
   checkChain,
   createApp,
@@ -184,7 +186,7 @@ program
         // channel keeps PRICE base units.
         const usd = config.PRICE_USD ?? (paychan.fiat ? "0.001" : undefined);
         const price = usd ? { usd, ...(config.ASSET_USD ? {} : { amounts: { [paychan.gateway.defaultAsset]: config.PRICE } }) } : config.PRICE;
-        gatewayApp = createApp(paychan, { [route]: price }, {
+        gatewayApp = createApp(paychan, { [route]: samplePricing(config, paychan, price) }, {
           [route]: (_req, res) => void res.json({ quote: "the price of everything and the value of nothing", at: new Date().toISOString() }),
         });
         operatorApp = createOperatorEndpoints(paychan);
@@ -544,6 +546,33 @@ async function leadOnce(paychan: Paychan, settler: Address): Promise<LeaderLock 
     `${holder} is settling with the key ${settler} right now; two senders on one key fight over nonces. ` +
       `It claims by the policy (SETTLE_* variables); stop it to run settle-now.`,
   );
+}
+
+/** The sample route's price: fixed, or a pricing policy when PRICE_CEILING_MULTIPLE or VOLUME_TIERS is set. */
+function samplePricing(config: Config, paychan: Paychan, price: PriceSpec): PriceSpec | RoutePricing {
+  const multiple = config.PRICE_CEILING_MULTIPLE;
+  if (multiple === undefined && !config.VOLUME_TIERS) return price;
+  try {
+    const pricing = new RoutePricing({
+      ...(multiple === undefined
+        ? { price }
+        : {
+            demand: {
+              floor: price,
+              ceiling: multiplyPrice(price, BigInt(multiple)),
+              ceilingAtRequestsPerSecond: config.PRICE_CEILING_AT_RPS,
+              ceilingAtConcurrency: config.PRICE_CEILING_AT_CONCURRENCY,
+              recomputeSeconds: config.PRICE_RECOMPUTE_SECONDS,
+              graceSeconds: config.PRICE_GRACE_SECONDS,
+            },
+          }),
+      ...(config.VOLUME_TIERS && { tiers: config.VOLUME_TIERS, volume: paychan.volume }),
+    });
+    pricing.check(paychan.prices);
+    return pricing;
+  } catch (error) {
+    throw new ConfigError(`PRICE_CEILING_MULTIPLE / VOLUME_TIERS: ${messageOf(error)}`);
+  }
 }
 
 function warnIfEphemeral(log: Logger, config: Config): void {

@@ -41,6 +41,34 @@ export const configSchema = z.object({
     .describe(
       "price of the sample route of `paychan serve` in US dollars (e.g. 0.001), offered in every asset with a rate (ASSET_USD, CREDIT_USD_RATE, EXACT_TOKEN_USD); unset: PRICE base units, and $0.001 from credit when fiat is on",
     ),
+  PRICE_CEILING_MULTIPLE: z.coerce
+    .number()
+    .int()
+    .min(2)
+    .optional()
+    .describe(
+      "turns demand pricing on for the sample route of `paychan serve`: its price rises from PRICE (or PRICE_USD) with demand, up to this many times it; unset: a fixed price",
+    ),
+  PRICE_CEILING_AT_RPS: z.coerce
+    .number()
+    .positive()
+    .default(50)
+    .describe("with PRICE_CEILING_MULTIPLE: requests per second (over 10 s, per gateway process) at which the sample route's price reaches its ceiling"),
+  PRICE_CEILING_AT_CONCURRENCY: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .optional()
+    .describe("with PRICE_CEILING_MULTIPLE: requests in flight (per gateway process) at which the sample route's price reaches its ceiling; unset: not counted"),
+  PRICE_RECOMPUTE_SECONDS: z.coerce.number().int().min(1).default(10).describe("with PRICE_CEILING_MULTIPLE: a demand price stands this long before demand is read again"),
+  PRICE_GRACE_SECONDS: seconds.default(30).describe("with PRICE_CEILING_MULTIPLE: how much longer a price stated in a 402 is honoured after it stops being current"),
+  VOLUME_TIERS: z
+    .string()
+    .regex(/^\d+:\d+(\.\d{1,4})?(,\d+:\d+(\.\d{1,4})?)*$/, "must be from:percentOff pairs such as 10000:20,100000:35")
+    .transform((s) => s.split(",").map((pair) => ({ from: Number(pair.split(":")[0]), percentOff: Number(pair.split(":")[1]) })))
+    .refine((tiers) => tiers.every((t) => t.from >= 1 && t.percentOff > 0 && t.percentOff < 100), "each tier needs from ≥ 1 and a percentOff above 0 and below 100")
+    .optional()
+    .describe("volume tiers of the sample route of `paychan serve`: from:percentOff pairs (e.g. 10000:20,100000:35), a channel payer's paid requests this month (UTC) from which that percentage is off; unset: none"),
   ASSET_USD: usd.optional().describe("what one whole unit of ASSET is worth in US dollars, so that routes priced in dollars are offered with paychan"),
   EXACT_TOKEN: address
     .optional()

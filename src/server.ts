@@ -53,6 +53,8 @@ import { QuietLog } from "./ops/log.js";
 import { answerFailures, createOperatorApp, guard } from "./ops/operatorApp.js";
 import { consoleRouter } from "./ops/console/consoleRouter.js";
 import { PriceError, PriceTable, type Rate } from "./policy/prices.js";
+import type { VolumeCounter } from "./policy/pricing.js";
+import { PayerVolume } from "./ledger/payerVolume.js";
 import { tokenAsset, type Asset } from "./ledger/asset.js";
 import { Eip3009Token, readTokenDomain } from "./x402/exact/Eip3009Token.js";
 import { ExactScheme, databaseExactStore } from "./x402/exact/ExactScheme.js";
@@ -80,6 +82,9 @@ export type Paychan = {
   schemes: PaymentScheme[];
   /** The one price table: bare bigints in ASSET; dollars converted with ASSET_USD, CREDIT_USD_RATE and EXACT_TOKEN_USD. */
   prices: PriceTable;
+  /** The database's count of a payer's paid requests this month, for volume tiers on a route:
+   * `new RoutePricing({ price, tiers, volume: paychan.volume })` (src/policy/pricing.ts). */
+  volume: VolumeCounter;
   /** Blocks on top before an event or a claim counts: CONFIRMATIONS, or the chain's default. */
   confirmations: number;
   /** Counters, histograms and figures read from the database at scrape time: GET /metrics on the
@@ -238,6 +243,7 @@ export async function startPaychan(config: Config, options: StartOptions = {}): 
     exact,
     schemes: [gateway, ...(credit ? [credit] : []), ...(exact ? [exact] : [])],
     prices,
+    volume: new PayerVolume(db.sql),
     confirmations,
     metrics,
     log,
@@ -432,7 +438,7 @@ function collectFromDatabase(
 
 /** One line per payment decision: scheme, channel or account, amount, code and latency. */
 function logDecision(log: Logger, decision: PaymentDecision, req: Request, res: Response): void {
-  const { scheme, outcome, code, account, amount, asset, seconds, status } = decision;
+  const { scheme, outcome, code, account, amount, asset, pricing, seconds, status } = decision;
   const fields = {
     reqId: requestIdOf(res),
     method: req.method,
@@ -442,6 +448,7 @@ function logDecision(log: Logger, decision: PaymentDecision, req: Request, res: 
     code,
     ...(account && { [scheme === SCHEME ? "channel" : "account"]: account }),
     ...(amount !== undefined && { amount: amount.toString(), asset }),
+    ...(pricing !== undefined && { pricing }),
     ...(seconds !== undefined && { latencyMs: Math.round(seconds * 1e6) / 1e3 }),
     ...(status !== undefined && { status }),
   };

@@ -13,10 +13,12 @@
 //   pglite    unpaid and paid on one gateway, embedded PGlite on disk
 //   replicas  two gateway processes on one Postgres, the load split across them
 //   scale     paid with 1,000,000 channels in the database, against the 1,000-channel figure
+//   pricing   paid with the route's pricing policies off, then on (demand pricing and a volume tier,
+//             src/policy/pricing.ts), each on a fresh Postgres, alternating PRICING_ROUNDS times
 // PROFILE=1 adds an unpaid and a paid run under the V8 CPU profiler and prints where a gateway's CPU
 // time per request goes, paid against unpaid (PROFILE_OUT=<dir> keeps the .cpuprofile files, which
 // Chrome's DevTools open).
-// Run: npm run bench:paywall   (env: SECONDS=8, CONNECTIONS=32, VOUCHERS=2500, RUNS, PROFILE)
+// Run: npm run bench:paywall   (env: SECONDS=8, CONNECTIONS=32, VOUCHERS=2500, RUNS, PROFILE, PRICING_ROUNDS=2)
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -31,6 +33,8 @@ import { privateKeyToAccount } from "viem/accounts";
 import { openChannel, type Wallet } from "../../src/client/channel.js";
 import { voucherDigester } from "../../src/gateway/signatures.js";
 import { tokenAsset } from "../../src/ledger/asset.js";
+import { PriceTable } from "../../src/policy/prices.js";
+import { RoutePricing } from "../../src/policy/pricing.js";
 import { applyFiatEvent, createCreditAccount, issueCreditKey, recordTopUp } from "../../src/ledger/credit.js";
 import { openDatabase } from "../../src/ledger/db.js";
 import { encodeCreditPayment } from "../../src/protocol/credit.js";
@@ -41,7 +45,8 @@ import { freshPostgres } from "./freshPostgres.js";
 const SECONDS = Number(process.env.SECONDS ?? 8);
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 32);
 const VOUCHERS = Number(process.env.VOUCHERS ?? 2500);
-const RUNS = new Set((process.env.RUNS ?? "postgres,latency,pglite,replicas,scale").split(","));
+const RUNS = new Set((process.env.RUNS ?? "postgres,latency,pglite,replicas,scale,pricing").split(","));
+const PRICING_ROUNDS = Number(process.env.PRICING_ROUNDS ?? 2);
 const PROFILE = process.env.PROFILE === "1";
 const PRICE = 1_000_000_000n;
 const BASE_CHANNELS = 1_000;
@@ -64,7 +69,7 @@ type Replica = {
   stop(): Promise<void>;
 };
 /** Starts one gateway process on `databaseUrl`. */
-async function startReplica(databaseUrl: string, options: { fiat?: boolean } = {}): Promise<Replica> {
+async function startReplica(databaseUrl: string, options: { fiat?: boolean; pricing?: boolean } = {}): Promise<Replica> {
   const env = {
     ...process.env,
     DATABASE_URL: databaseUrl,
@@ -73,6 +78,7 @@ async function startReplica(databaseUrl: string, options: { fiat?: boolean } = {
     PAYEE_ADDRESS: payee!.account.address,
     MIN_WITHDRAW_DELAY: "3600",
     BENCH_PRICE: PRICE.toString(),
+    BENCH_PRICING: options.pricing ? "1" : "",
     ...(options.fiat ? { STRIPE_SECRET_KEY: "sk_test_bench", STRIPE_WEBHOOK_SECRET: "whsec_bench", STRIPE_API_BASE: "http://127.0.0.1:9" } : {}),
   };
   const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "replica.ts")], { env, stdio: ["ignore", "pipe", "inherit"] });
@@ -229,13 +235,13 @@ async function postgresCpu(url: string): Promise<number> {
 }
 
 /** A fresh Postgres gateway with `channels` rows in its database (the 32 paid ones among them). */
-async function postgresGateways(count: number, channels: number, fiat = false) {
+async function postgresGateways(count: number, channels: number, fiat = false, pricing = false) {
   const database = await freshPostgres();
   const seed = await openDatabase({ url: database.url }); // migrates
   await seed.close();
   await addIdleChannels(database.url, channels - CONNECTIONS);
   const replicas: Replica[] = [];
-  for (let i = 0; i < count; i++) replicas.push(await startReplica(database.url, { fiat }));
+  for (let i = 0; i < count; i++) replicas.push(await startReplica(database.url, { fiat, pricing }));
   return {
     database,
     replicas,
@@ -350,6 +356,58 @@ if (RUNS.has("replicas")) {
   checkDurable("vouchers", paid, (await run.replicas[0]!.stats()).payments);
   console.log(`two replicas paid / unpaid = ${(paid.rps / unpaid.rps).toFixed(2)}`);
   await run.stop();
+}
+
+if (RUNS.has("pricing")) {
+  console.log(
+    `\nPricing policies off and on, paid, Postgres, one gateway on a fresh database each time (${BASE_CHANNELS.toLocaleString("en")} channels).\n` +
+      "On: demand pricing (floor = ceiling, so the pre-signed vouchers stay valid while every step runs: the meter, the\n" +
+      "recompute, the honoured-price check, the reason stored with each payment) and a volume tier no payer reaches (its\n" +
+      "count read from the database, then kept by this process):",
+  );
+  // Throughput moves with whatever else the machine runs; the gateway's CPU time per request much less.
+  const rates: Record<"off" | "on", number[]> = { off: [], on: [] };
+  const cpu: Record<"off" | "on", number[]> = { off: [], on: [] };
+  for (let round = 0; round < PRICING_ROUNDS; round++) {
+    for (const mode of ["off", "on"] as const) {
+      const run = await postgresGateways(1, BASE_CHANNELS, false, mode === "on");
+      const [replica] = run.replicas;
+      await load([replica!.url], "unpaid"); // warm-up: JIT, connection pools
+      await load([replica!.url], "paid-first");
+      const before = (await replica!.stats()).cpuMicros;
+      const paid = await load([replica!.url], "paid");
+      const stats = await replica!.stats();
+      row(`paid, pricing ${mode}`, paid);
+      console.log(`  gateway CPU per paid request ${Math.round((stats.cpuMicros - before) / paid.total)} µs`);
+      checkDurable(`pricing ${mode}`, paid, stats.payments);
+      rates[mode].push(paid.rps);
+      cpu[mode].push((stats.cpuMicros - before) / paid.total);
+      await run.stop();
+    }
+  }
+  // The policies' own work per paid request, in this process: the meter, the price now, the honoured
+  // price for the payer (its tier count kept in memory), the payment counted.
+  const policy = new RoutePricing({
+    demand: { floor: PRICE, ceiling: PRICE, ceilingAtRequestsPerSecond: 1_000, ceilingAtConcurrency: 64 },
+    tiers: [{ from: 1_000_000_000, percentOff: 10 }],
+    volume: { paidSince: async () => 0 },
+  });
+  const table = new PriceTable(tokenAsset(chainId, "0x0000000000000000000000000000000000000000"));
+  const payerAddress = payer!.account.address;
+  const started = performance.now();
+  const iterations = 100_000;
+  for (let i = 0; i < iterations; i++) {
+    policy.meter.started(policy.now());
+    await policy.quote(table);
+    if (!(await policy.honoured(table, payerAddress, (quote) => quote.get(table.defaultAsset), PRICE))) throw new Error("the price was not honoured");
+    policy.paid(payerAddress);
+    policy.meter.finished();
+  }
+  console.log(`  the policies' own work: ${(((performance.now() - started) * 1000) / iterations).toFixed(1)} µs per paid request`);
+  const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+  const best = (values: number[]) => Math.max(...values);
+  console.log(`pricing on / off = ${(mean(rates.on) / mean(rates.off)).toFixed(2)} (mean of ${PRICING_ROUNDS} alternating runs each), best ${(best(rates.on) / best(rates.off)).toFixed(2)}`);
+  console.log(`gateway CPU per paid request, on / off = ${(mean(cpu.on) / mean(cpu.off)).toFixed(2)}`);
 }
 
 if (RUNS.has("scale")) {

@@ -1,21 +1,21 @@
 // Node-only ChannelStateStore: one JSON file, replaced atomically (write to a temp file, rename).
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import { fromStored, toStored, type ChannelState, type ChannelStateStore, type StoredState } from "./stateStore.js";
+import { decodeState, encodeState, type ChannelState, type ChannelStateStore } from "./stateStore.js";
 
 export class FileStateStore implements ChannelStateStore {
-  private cache: Record<string, StoredState> | undefined;
+  private cache: Record<string, ReturnType<typeof encodeState>> | undefined;
 
   constructor(private readonly path: string) {}
 
   async load(channelId: string) {
     const entry = (await this.all())[channelId];
-    return entry && fromStored(entry);
+    return entry && decodeState(entry);
   }
 
   async save(channelId: string, state: ChannelState) {
     const all = await this.all();
-    all[channelId] = toStored(state);
+    all[channelId] = encodeState(state);
     await mkdir(dirname(this.path), { recursive: true });
     const temp = `${this.path}.${process.pid}.tmp`;
     await writeFile(temp, JSON.stringify(all, null, 2));

@@ -26,7 +26,12 @@ export type PaidFetchOptions = ChannelPayerOptions & {
   autoTopUp?: AutoTopUpOptions;
 };
 
-export type PaidFetch = typeof globalThis.fetch & { state(): Promise<ChannelState> };
+export type PaidFetch = typeof globalThis.fetch & {
+  state(): Promise<ChannelState>;
+  /** Books a receipt that came in a response's body: a metered stream's final event, whose charge
+   * was fixed after the headers left. The next voucher then pays it without a 402 first. */
+  recordReceipt(receipt: Receipt): Promise<void>;
+};
 
 const MAX_ATTEMPTS = 3;
 /** Identical resends of a paid request whose connection failed (fetch throws a TypeError). */
@@ -72,7 +77,9 @@ export function createPaidFetch(options: PaidFetchOptions): PaidFetch {
   async function pay(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
     const request = new Request(input, init);
     const route = `${request.method} ${new URL(request.url).origin}${new URL(request.url).pathname}`;
+    // A remembered price above maxPrice is asked for again: the route's price may have come down.
     let known = knownPrices.get(route);
+    if (known && !payer.affords(known)) known = undefined;
     let response = known ? await send(request.clone(), known, await state()) : await fetchImpl(request.clone());
 
     for (let attempt = 0; response.status === 402 && attempt < MAX_ATTEMPTS; attempt++) {
@@ -105,5 +112,9 @@ export function createPaidFetch(options: PaidFetchOptions): PaidFetch {
     return result;
   }) as PaidFetch;
   paidFetch.state = state;
+  paidFetch.recordReceipt = async (receipt) => {
+    await payer.recordReceipt(receipt);
+    await options.onReceipt?.(receipt);
+  };
   return paidFetch;
 }

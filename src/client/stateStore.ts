@@ -5,6 +5,11 @@ export type ChannelState = {
   accepted: bigint;
   /** The highest cumulative amount this client ever signed: the most the server can claim. */
   signedMax: bigint;
+  /** Metered usage the server says the channel owes: the next voucher includes it. */
+  owed?: bigint;
+  /** The most the channel may owe: what this client authorized on metered requests beyond their
+   * prepaid price and has not paid yet. A server saying it is owed more is not followed. */
+  owedLimit?: bigint;
   /** What automatic top-ups added in the current period (see lowBalance.ts), so a reload keeps the cap. */
   topUps?: TopUpPeriod;
 };
@@ -12,21 +17,25 @@ export type ChannelState = {
 /** The automatic top-ups of one spending period: when it started (unix seconds) and their total. */
 export type TopUpPeriod = { since: number; amount: bigint };
 
-/** A state as JSON (bigints as decimal strings), for the stores that persist text. */
-export type StoredState = { accepted: string; signedMax: string; topUps?: { since: number; amount: string } };
+type StoredState = { accepted: string; signedMax: string; owed?: string; owedLimit?: string; topUps?: { since: number; amount: string } };
 
-export function toStored(state: ChannelState): StoredState {
+/** A state as JSON stores keep it: amounts as decimal strings. */
+export function encodeState(state: ChannelState): StoredState {
   return {
     accepted: state.accepted.toString(),
     signedMax: state.signedMax.toString(),
+    ...(state.owed !== undefined && { owed: state.owed.toString() }),
+    ...(state.owedLimit !== undefined && { owedLimit: state.owedLimit.toString() }),
     ...(state.topUps && { topUps: { since: state.topUps.since, amount: state.topUps.amount.toString() } }),
   };
 }
 
-export function fromStored(stored: StoredState): ChannelState {
+export function decodeState(stored: StoredState): ChannelState {
   return {
     accepted: BigInt(stored.accepted),
     signedMax: BigInt(stored.signedMax),
+    ...(stored.owed !== undefined && { owed: BigInt(stored.owed) }),
+    ...(stored.owedLimit !== undefined && { owedLimit: BigInt(stored.owedLimit) }),
     ...(stored.topUps && { topUps: { since: stored.topUps.since, amount: BigInt(stored.topUps.amount) } }),
   };
 }
@@ -55,9 +64,9 @@ export class WebStorageStateStore implements ChannelStateStore {
   async load(channelId: string) {
     const raw = this.storage.getItem(this.prefix + channelId);
     if (!raw) return undefined;
-    return fromStored(JSON.parse(raw) as StoredState);
+    return decodeState(JSON.parse(raw) as StoredState);
   }
   async save(channelId: string, state: ChannelState) {
-    this.storage.setItem(this.prefix + channelId, JSON.stringify(toStored(state)));
+    this.storage.setItem(this.prefix + channelId, JSON.stringify(encodeState(state)));
   }
 }

@@ -7,12 +7,15 @@ import type { Address, Hex } from "viem";
 import type { ChannelConfig } from "../protocol/Channel.js";
 import type { PaymentError } from "../protocol/Errors.js";
 
+/** A channel's state as the gateway last saw it. */
+export type Seen = { acceptedCumulative: bigint; deposit: bigint; owed: bigint };
+
 export type CachedChannel = {
   config: ChannelConfig;
   /** A refusal that stands forever (a closed channel, a withdrawal within the margin). */
   final?: PaymentError;
-  /** The accepted total and deposit last seen, for the 402's `extra.channel`. */
-  seen?: { acceptedCumulative: bigint; deposit: bigint };
+  /** The accepted total, deposit and metered usage owed last seen, for the 402's `extra.channel`. */
+  seen?: Seen;
 };
 
 export class LruMap<K, V> {

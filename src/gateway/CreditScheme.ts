@@ -73,6 +73,7 @@ export class CreditScheme implements PaymentScheme {
       extra: {
         decimals: FIAT_DECIMALS,
         ...(this.topUpPath && { topUp: this.topUpPath }),
+        ...(quote.pricing && { price: quote.pricing }),
         ...(balance !== undefined && { remaining: balance > 0n ? balance : 0n }),
       },
     };
@@ -107,6 +108,7 @@ export class CreditScheme implements PaymentScheme {
       seller: this.seller,
       price,
       requestKey: createHash("sha256").update(`${request.method.toUpperCase()} ${request.url}\n${payment.header}`).digest("base64url"),
+      ...(quote.pricing && { pricing: quote.pricing.reason }),
     };
     for (let attempt = 0; ; attempt++) {
       const outcome = await this.commits.submit(charge);

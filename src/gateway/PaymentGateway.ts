@@ -6,18 +6,22 @@
 // (they depend on nothing that changes); whether the voucher is the channel's next one, within its
 // deposit, on a channel neither closed nor closing — in the database, in the accept statement, against
 // the row the watcher keeps (PaymentStore.accept). The cache below may only make a refusal faster.
+//
+// A metered route (a maximum besides its price) prepays the price with the voucher; what the handler
+// reports beyond it, up to the maximum, is recorded as the channel's debt once the handler finishes,
+// and the channel's next voucher must include it: the payer only ever signs what it was charged.
 import { createHash } from "node:crypto";
-import { getAddress, hexToBytes, zeroAddress, type Address, type Hex } from "viem";
+import { getAddress, hexToBytes, isAddress, zeroAddress, type Address, type Hex } from "viem";
 import { channelId, voucherSigner, type ChannelConfig, type EscrowLocation } from "../protocol/Channel.js";
 import { PaymentError } from "../protocol/Errors.js";
 import type { SignedVoucher } from "../protocol/Voucher.js";
 import { SCHEME, networkOf, parsePaychanPayment, type PaymentRequirements, type Receipt } from "../protocol/wire.js";
 import { tokenAsset, type Asset } from "../ledger/asset.js";
-import type { Quote } from "../policy/prices.js";
-import { LruMap, type ChannelCache, type CodeCache } from "./ChannelCache.js";
+import type { PriceNote, Quote } from "../policy/prices.js";
+import { LruMap, type ChannelCache, type CodeCache, type Seen } from "./ChannelCache.js";
 import { GroupCommit, type CommitObserver } from "./GroupCommit.js";
 import type { AcceptOutcome, ChannelReader, ChannelRecord, ChannelSnapshot, PaymentStore, VoucherCharge } from "./PaymentStore.js";
-import type { PaidRequest, PaymentHeader, PaymentScheme, Settled } from "./PaymentScheme.js";
+import type { MeteredCharge, PaidRequest, PaymentHeader, PaymentScheme, Settled } from "./PaymentScheme.js";
 import { recoverSigner, voucherDigester } from "./signatures.js";
 
 export type GatewayOptions = {
@@ -42,6 +46,8 @@ export type GatewayOptions = {
   channelCacheSize?: number;
   /** Told about each accept statement (its batch size and duration), for metrics. */
   onCommit?: CommitObserver;
+  /** How long a metered request may run and still charge its usage beyond its price (default 600). */
+  meteringLeaseSeconds?: number;
 };
 
 export type Authorization = Settled & {
@@ -51,6 +57,7 @@ export type Authorization = Settled & {
   /** An identical retry of a request already paid: served again, charged nothing more. */
   retried: boolean;
   receipt: Receipt;
+  meter?: MeteredCharge;
 };
 
 /** How many times one payment is served again to identical retries (the SDK resends at most twice). */
@@ -58,6 +65,7 @@ const MAX_RETRIES = 3;
 
 export class PaymentGateway implements PaymentScheme {
   readonly scheme = SCHEME;
+  readonly metered = true;
   readonly location: EscrowLocation;
   readonly network: string;
   readonly payee: Address;
@@ -90,7 +98,12 @@ export class PaymentGateway implements PaymentScheme {
     this.store = options.store;
     this.chain = options.chain;
     this.digest = voucherDigester(this.location);
-    const context = { chainId: options.chainId, closingMarginSeconds: this.closingMarginSeconds, pendingDepositCap: options.pendingDepositCap };
+    const context = {
+      chainId: options.chainId,
+      closingMarginSeconds: this.closingMarginSeconds,
+      pendingDepositCap: options.pendingDepositCap,
+      meteringLeaseSeconds: options.meteringLeaseSeconds,
+    };
     this.commits = new GroupCommit((charges) => this.store.accept(charges, context), (charge) => charge.channelId, undefined, options.onCommit);
     this.channels = new LruMap(options.channelCacheSize ?? 50_000);
     this.contracts = new LruMap(options.channelCacheSize ?? 50_000);
@@ -98,15 +111,23 @@ export class PaymentGateway implements PaymentScheme {
 
   /** The paychan terms for a route priced `quote`; with a refusal naming a channel, the server's
    * view of that channel, so a client that is behind can resync. */
-  requirements(quote: Quote, refusal?: PaymentError): PaymentRequirements | undefined {
+  requirements(quote: Quote, refusal?: PaymentError, max?: Quote): PaymentRequirements | undefined {
     const price = quote.get(this.defaultAsset);
     if (price === undefined) return undefined;
+    const maxAmount = max?.get(this.defaultAsset);
+    if (max && maxAmount === undefined) return undefined;
     const hint = typeof refusal?.details?.channelId === "string" ? (refusal.details.channelId as Hex) : undefined;
     const seen = hint ? this.channels.peek(hint)?.seen : undefined;
-    return this.terms(price, seen && hint ? { id: hint, ...seen } : undefined);
+    return this.terms(price, maxAmount, seen && hint ? { id: hint, ...seen } : undefined, quote.pricing);
   }
 
-  private terms(price: bigint, channel?: { id: Hex; acceptedCumulative: bigint; deposit: bigint }): PaymentRequirements {
+  /** The channel's payer, as volume tiers count requests (checksummed), if the payment names one. */
+  payerOf(payment: PaymentHeader): string | undefined {
+    const payer = (payment.json as { payload?: { channel?: { payer?: unknown } } } | null)?.payload?.channel?.payer;
+    return typeof payer === "string" && isAddress(payer, { strict: false }) ? getAddress(payer) : undefined;
+  }
+
+  private terms(price: bigint, maxAmount: bigint | undefined, channel?: { id: Hex } & Seen, pricing?: PriceNote): PaymentRequirements {
     return {
       scheme: SCHEME,
       network: this.network,
@@ -118,12 +139,15 @@ export class PaymentGateway implements PaymentScheme {
         escrow: this.location.escrow,
         minWithdrawDelay: this.minWithdrawDelay,
         closingMarginSeconds: this.closingMarginSeconds,
+        ...(maxAmount !== undefined && { maxAmount }),
+        ...(pricing && { price: pricing }),
         ...(channel && {
           channel: {
             channelId: channel.id,
             acceptedCumulative: channel.acceptedCumulative,
             deposit: channel.deposit,
-            remaining: channel.deposit > channel.acceptedCumulative ? channel.deposit - channel.acceptedCumulative : 0n,
+            owed: channel.owed,
+            remaining: spendable(channel.deposit, channel.acceptedCumulative + (channel.owed ?? 0n)),
           },
         }),
       },
@@ -142,9 +166,13 @@ export class PaymentGateway implements PaymentScheme {
   async authorize(payment: PaymentHeader, quote: Quote, request: PaidRequest): Promise<Authorization> {
     const price = quote.get(this.defaultAsset);
     if (price === undefined) throw new PaymentError("unsupported_scheme", `This resource is not priced in ${this.defaultAsset}.`);
+    const max = request.max?.get(this.defaultAsset);
+    if (request.max && (max === undefined || max < price)) {
+      throw new PaymentError("price_unavailable", `This metered resource has no maximum of at least its price ${price} in ${this.defaultAsset}.`);
+    }
     const { accepted, payload } = parsePaychanPayment(payment.json);
     const { channel: config, voucher } = payload;
-    this.checkOffer(accepted, price);
+    this.checkOffer(accepted, price, max);
     this.checkChannelTerms(config);
     const cached = await this.channelFor(voucher.channelId, config);
     if (cached.final) throw cached.final;
@@ -156,14 +184,17 @@ export class PaymentGateway implements PaymentScheme {
       price,
       signature: voucher.signature,
       requestKey: requestKeyOf(request.method, request.url, payment.header),
+      max,
+      ...(quote.pricing && { pricing: quote.pricing.reason }),
     };
     for (let attempt = 0; ; attempt++) {
       const outcome = await this.commits.submit(charge);
       if (outcome.ok) {
-        cached.seen = { acceptedCumulative: voucher.cumulativeAmount, deposit: outcome.deposit };
+        cached.seen = { acceptedCumulative: voucher.cumulativeAmount, deposit: outcome.deposit, owed: 0n };
         return this.authorization(config, charge, outcome.paymentId, outcome.deposit, false);
       }
-      if (outcome.channel) cached.seen = { acceptedCumulative: outcome.channel.acceptedCumulative, deposit: outcome.channel.deposit };
+      const seen = outcome.channel;
+      if (seen) cached.seen = { acceptedCumulative: seen.acceptedCumulative, deposit: seen.deposit, owed: seen.usageOwed };
       switch (outcome.refusal) {
         case "VOUCHER_REPLAYED": {
           const earlier = await this.store.claimRetry(charge, this.maxTimeoutSeconds, MAX_RETRIES);
@@ -175,7 +206,9 @@ export class PaymentGateway implements PaymentScheme {
           if (attempt === 0 && (await this.refreshDeposit(voucher.channelId, outcome.channel!))) continue;
           throw new PaymentError(
             "insufficient_deposit",
-            `Voucher total ${voucher.cumulativeAmount} exceeds the channel's deposit ${outcome.channel!.deposit}; top up the channel.`,
+            max === undefined
+              ? `Voucher total ${voucher.cumulativeAmount} exceeds the channel's deposit ${outcome.channel!.deposit}; top up the channel.`
+              : `Voucher total ${voucher.cumulativeAmount} plus the most this metered request may add (${max - price}) exceeds the channel's deposit ${outcome.channel!.deposit}; top up the channel.`,
             { channelId: voucher.channelId, deposit: outcome.channel!.deposit.toString(), acceptedCumulative: outcome.channel!.acceptedCumulative.toString() },
           );
         case "CONFLICT":
@@ -183,6 +216,18 @@ export class PaymentGateway implements PaymentScheme {
           throw this.mismatch("cumulative_mismatch", voucher.channelId, outcome.channel!, charge);
         case "CUMULATIVE_MISMATCH":
           throw this.mismatch("cumulative_mismatch", voucher.channelId, outcome.channel!, charge);
+        case "USAGE_OWED":
+          throw new PaymentError(
+            "usage_owed",
+            `The channel owes ${seen!.usageOwed} for metered usage: the voucher must total ${seen!.acceptedCumulative + seen!.usageOwed + price} (accepted ${seen!.acceptedCumulative}, owed ${seen!.usageOwed}, price ${price}), not ${voucher.cumulativeAmount}.`,
+            { channelId: voucher.channelId, acceptedCumulative: seen!.acceptedCumulative.toString(), owed: seen!.usageOwed.toString(), price: price.toString() },
+          );
+        case "METERED_BUSY":
+          throw new PaymentError(
+            "metered_request_running",
+            "Another metered request on this channel is still running; send metered requests on a channel one at a time.",
+            { channelId: voucher.channelId },
+          );
         case "TOTAL_HELD":
           throw new PaymentError(
             "cumulative_mismatch",
@@ -222,44 +267,69 @@ export class PaymentGateway implements PaymentScheme {
   }
 
   private authorization(config: ChannelConfig, charge: VoucherCharge, paymentId: string, deposit: bigint, retried: boolean): Authorization {
+    const { cumulativeAmount } = charge;
+    const receipt = (charged: bigint, owed: bigint): Receipt => ({
+      success: true,
+      scheme: SCHEME,
+      network: this.network,
+      payer: config.payer,
+      transaction: "",
+      channelId: charge.channelId,
+      paymentId,
+      charged,
+      cumulativeAmount,
+      remaining: deposit > cumulativeAmount + owed ? deposit - cumulativeAmount - owed : 0n,
+      owed,
+      ...(charge.max !== undefined && { maxAmount: charge.max }),
+    });
     return {
       paymentId,
       account: charge.channelId,
       channelId: charge.channelId,
       price: charge.price,
-      cumulativeAmount: charge.cumulativeAmount,
+      cumulativeAmount,
       retried,
       complete: (status) => this.complete(paymentId, charge.channelId, status),
-      receipt: {
-        success: true,
-        scheme: SCHEME,
-        network: this.network,
-        payer: config.payer,
-        transaction: "",
-        channelId: charge.channelId,
-        paymentId,
-        charged: charge.price,
-        cumulativeAmount: charge.cumulativeAmount,
-        remaining: deposit > charge.cumulativeAmount ? deposit - charge.cumulativeAmount : 0n,
+      receipt: receipt(charge.price, 0n),
+      ...(charge.max !== undefined && { meter: this.meter(charge, paymentId, receipt) }),
+    };
+  }
+
+  /** The post-paid part of a metered charge: the handler's usage, clamped to [price, max]. */
+  private meter(charge: VoucherCharge, paymentId: string, receipt: (charged: bigint, owed: bigint) => Receipt): MeteredCharge {
+    const max = charge.max!;
+    const clamp = (amount: bigint) => (amount < charge.price ? charge.price : amount > max ? max : amount);
+    return {
+      price: charge.price,
+      max,
+      receipt: (amount) => receipt(clamp(amount), clamp(amount) - charge.price),
+      finish: async (amount) => {
+        const recorded = await this.store.recordUsage(paymentId, clamp(amount));
+        // No charge recorded (its lease is over): the request costs its price alone.
+        if (!recorded) return receipt(charge.price, 0n);
+        const cached = this.channels.peek(charge.channelId);
+        if (cached?.seen) cached.seen = { ...cached.seen, owed: recorded.owed };
+        return receipt(recorded.charged, recorded.owed);
       },
     };
   }
 
   /** The `accepted` entry must be what this gateway offers for this request, field by field. */
-  private checkOffer(accepted: PaymentRequirements, price: bigint): void {
+  private checkOffer(accepted: PaymentRequirements, price: bigint, maxAmount: bigint | undefined): void {
     if (accepted.network !== this.network) {
       throw new PaymentError("wrong_network", `This gateway is paid on ${this.network}, not ${accepted.network}.`);
     }
     if (accepted.extra.escrow !== this.location.escrow) {
       throw new PaymentError("wrong_escrow", `This gateway uses the escrow at ${this.location.escrow}.`);
     }
-    const offered = this.terms(price);
+    const offered = this.terms(price, maxAmount);
     const differs = (
       [
         ["amount", accepted.amount, offered.amount],
         ["asset", accepted.asset, offered.asset],
         ["payTo", accepted.payTo, offered.payTo],
         ["maxTimeoutSeconds", accepted.maxTimeoutSeconds, offered.maxTimeoutSeconds],
+        ["extra.maxAmount", accepted.extra.maxAmount, offered.extra.maxAmount],
         ["extra.minWithdrawDelay", accepted.extra.minWithdrawDelay, offered.extra.minWithdrawDelay],
       ] as const
     ).find(([, theirs, ours]) => theirs !== ours);
@@ -289,8 +359,14 @@ export class PaymentGateway implements PaymentScheme {
   }
 
   private mismatch(code: "voucher_replayed" | "cumulative_mismatch", id: Hex, channel: ChannelSnapshot, charge: VoucherCharge): PaymentError {
-    const details = { channelId: id, acceptedCumulative: channel.acceptedCumulative.toString(), price: charge.price.toString() };
-    const next = channel.acceptedCumulative + charge.price;
+    const owed = channel.usageOwed;
+    const details = {
+      channelId: id,
+      acceptedCumulative: channel.acceptedCumulative.toString(),
+      price: charge.price.toString(),
+      ...(owed > 0n && { owed: owed.toString() }),
+    };
+    const next = channel.acceptedCumulative + owed + charge.price;
     if (code === "voucher_replayed") {
       return new PaymentError(
         "voucher_replayed",
@@ -300,7 +376,7 @@ export class PaymentGateway implements PaymentScheme {
     }
     return new PaymentError(
       "cumulative_mismatch",
-      `The voucher must total ${next} (accepted so far ${channel.acceptedCumulative} plus the price ${charge.price}), not ${charge.cumulativeAmount}.`,
+      `The voucher must total ${next} (accepted so far ${channel.acceptedCumulative}${owed > 0n ? ` plus metered usage owed ${owed}` : ""} plus the price ${charge.price}), not ${charge.cumulativeAmount}.`,
       details,
     );
   }
@@ -391,4 +467,9 @@ function sameConfig(a: ChannelConfig, b: ChannelConfig): boolean {
     a.withdrawDelay === b.withdrawDelay &&
     a.salt.toLowerCase() === b.salt.toLowerCase()
   );
+}
+
+/** What a channel's further vouchers may still spend: its deposit less what is committed, at least 0. */
+function spendable(deposit: bigint, committed: bigint): bigint {
+  return deposit > committed ? deposit - committed : 0n;
 }

@@ -7,8 +7,9 @@ import type { PaymentError } from "../protocol/Errors.js";
 import type { Asset } from "../ledger/asset.js";
 import type { Quote } from "../policy/prices.js";
 
-/** The request being paid for: its method and absolute URL identify it (retries, receipts). */
-export type PaidRequest = { method: string; url: string };
+/** The request being paid for: its method and absolute URL identify it (retries, receipts). `max`,
+ * for a metered route, is the most the request may cost; `quote` is then the part paid up front. */
+export type PaidRequest = { method: string; url: string; max?: Quote };
 
 /** A PAYMENT-SIGNATURE as the paywall received it: the header itself and its decoded JSON. */
 export type PaymentHeader = { header: string; json: unknown };
@@ -34,6 +35,19 @@ export type Settled = {
   retried?: boolean;
   /** Called once with the handler's status: a 5xx voids the charge. */
   complete(status: number): Promise<void>;
+  /** For a metered request: fixes its charge at what the handler used. */
+  meter?: MeteredCharge;
+};
+
+/** A metered payment: the price its voucher prepaid, the most it may cost, and its final charge. */
+export type MeteredCharge = {
+  readonly price: bigint;
+  readonly max: bigint;
+  /** The receipt for a charge of `amount` so far (clamped to [price, max]), before it is final. */
+  receipt(amount: bigint): unknown;
+  /** Fixes the charge at `amount` (clamped to [price, max]) and records the part beyond the price as
+   * the channel's debt, durably, before resolving with the final receipt. Call it once. */
+  finish(amount: bigint): Promise<unknown>;
 };
 
 export interface PaymentScheme {
@@ -41,12 +55,15 @@ export interface PaymentScheme {
   readonly scheme: string;
   /** The asset a bare bigint route price is in, for the scheme listed first. */
   readonly defaultAsset?: Asset;
+  /** Whether it can charge metered routes (prepay a price, post-pay usage up to a maximum). */
+  readonly metered?: boolean;
   /**
    * This scheme's terms for a route priced `quote`, or undefined when the route cannot be paid this
    * way (no price in its asset). `refusal` is the error being answered: a scheme may add what its
-   * client needs to recover from it (paychan adds its view of the channel).
+   * client needs to recover from it (paychan adds its view of the channel). `max` is a metered
+   * route's maximum (only schemes that say `metered` are asked).
    */
-  requirements(quote: Quote, refusal?: PaymentError): Requirements | undefined;
+  requirements(quote: Quote, refusal?: PaymentError, max?: Quote): Requirements | undefined;
   /**
    * Decides whether `payment` (a PAYMENT-SIGNATURE naming this scheme) pays `quote` for `request`, and
    * if so records the payment durably before resolving. Rejects with a PaymentError for every
@@ -59,4 +76,10 @@ export interface PaymentScheme {
    * token is not this scheme's. `idempotencyKey` is the request's Idempotency-Key header.
    */
   fromAuthorization?(token: string, idempotencyKey: string | undefined): PaymentHeader | undefined;
+  /**
+   * Who a payment of this scheme says pays, as volume tiers count them (src/policy/pricing.ts), or
+   * undefined. Read before the payment is verified: it may only choose which price to ask, and
+   * `authorize` refuses a payment whose payer is not who it says.
+   */
+  payerOf?(payment: PaymentHeader): string | undefined;
 }

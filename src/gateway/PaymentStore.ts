@@ -5,9 +5,11 @@
 import type { Hex } from "viem";
 import type { AcceptContext, AcceptOutcome, RetriedPayment, VoucherCharge } from "../ledger/acceptVouchers.js";
 import type { ChannelChainState, StoredChannel } from "../ledger/channels.js";
+import type { RecordedUsage } from "../ledger/meteredUsage.js";
 
 export type { AcceptContext, AcceptOutcome, AcceptRefusal, ChannelSnapshot, RetriedPayment, VoucherCharge } from "../ledger/acceptVouchers.js";
 export type { ChannelChainState, StoredChannel as ChannelRecord } from "../ledger/channels.js";
+export type { RecordedUsage } from "../ledger/meteredUsage.js";
 
 export interface PaymentStore {
   loadChannel(id: Hex): Promise<StoredChannel | undefined>;
@@ -20,6 +22,10 @@ export interface PaymentStore {
   /** The standing payment an identical retry of a paid request refers to, within `withinSeconds`,
    * counting the retry; undefined once it was served again `maxRetries` times. */
   claimRetry(charge: Omit<VoucherCharge, "price">, withinSeconds: number, maxRetries: number): Promise<RetriedPayment | undefined>;
+  /** Records what a metered payment's request used (clamped to its price and maximum) as its charge,
+   * and the rest beyond its price as its channel's debt, durably — or what was recorded for it before
+   * (an identical retry); undefined when it has no charge (voided, or its lease is over). */
+  recordUsage(paymentId: string, amount: bigint): Promise<RecordedUsage | undefined>;
   /** Voids an accepted payment (the handler failed) and reverses exactly its charge. Idempotent. */
   voidPayment(paymentId: string, reason: string): Promise<void>;
 }

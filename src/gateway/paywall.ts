@@ -7,17 +7,42 @@
 // exactly when Express would route it to the handler (case, trailing slashes, params): there is no
 // second matcher to disagree with and be bypassed.
 //
+// A route's price may be a pricing policy (RoutePricing: demand pricing, volume tiers; see
+// src/policy/pricing.ts): the 402 then states the price now and until when it is honoured, and a paid
+// request is charged the price its payment states if that price is still honoured for its payer.
+//
 // Each decision is handed to `onDecision` (the composition root turns it into a log line and
 // metrics); the paywall itself neither logs nor counts.
+//
+// A metered route (`{ price, maxPrice }`) prepays `price` and charges what its handler reports through
+// `meterOf(res)`, up to `maxPrice`: the charge is fixed and recorded (a 5xx's voided) before the
+// response ends, so its PAYMENT-RESPONSE states it (a streaming handler, whose headers are long gone, calls `finish` itself
+// and sends the receipt in its last event). Only schemes that can meter are offered on such a route.
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from "express";
 import { PaymentError, isPaymentError } from "../protocol/Errors.js";
 import { HEADERS, X402_VERSION, decodePaymentEnvelope, encodeHeader } from "../protocol/wire.js";
 import { PriceError, PriceTable, type PriceSpec, type Quote } from "../policy/prices.js";
-import type { PaymentScheme, Requirements, Settled } from "./PaymentScheme.js";
+import { RoutePricing } from "../policy/pricing.js";
+import type { PaymentHeader, PaymentScheme, Requirements, Settled } from "./PaymentScheme.js";
+import { UsageMeter } from "./UsageMeter.js";
 
-/** A route's price (see PriceSpec), or one computed from the request. */
-export type Price = PriceSpec | ((req: Request) => PriceSpec | Promise<PriceSpec>);
-export type RouteSpec = Price | { price: Price; description?: string; mimeType?: string };
+/** A price stated for the route (see PriceSpec), or computed from the request. */
+type FixedPrice = PriceSpec | ((req: Request) => PriceSpec | Promise<PriceSpec>);
+/** A route's price: fixed, computed from the request, or a pricing policy. */
+export type Price = FixedPrice | RoutePricing;
+/** `maxPrice` makes the route metered: `price` is prepaid, and the handler's usage (`meterOf(res)`)
+ * is charged up to `maxPrice`. */
+export type RouteSpec = Price | RouteObject;
+type RouteObject = { price: Price; maxPrice?: FixedPrice; description?: string; mimeType?: string };
+
+const meters = new WeakMap<Response, UsageMeter>();
+
+/** The usage meter of a paid request on a metered route; throws on any other route. */
+export function meterOf(res: Response): UsageMeter {
+  const meter = meters.get(res);
+  if (!meter) throw new Error("meterOf: this response is not a paid request on a metered route (give the route a maxPrice)");
+  return meter;
+}
 
 export type PaywallOptions = {
   /** Converts USD prices per asset; by default bare bigints are in the first scheme's asset. */
@@ -43,6 +68,8 @@ export type PaymentDecision = {
   /** The route's price in the scheme's asset, in base units. */
   amount?: bigint;
   asset?: string;
+  /** Why the price is what it is, for a route with a pricing policy. */
+  pricing?: string;
   /** From reading the PAYMENT-SIGNATURE to the decision; undefined when none was sent. */
   seconds?: number;
   /** The handler's status, for a void. */
@@ -84,48 +111,63 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
   const decided = options.onDecision;
   const byName = new Map(list.map((s) => [s.scheme, s]));
 
-  return (spec: { price: Price; description?: string; mimeType?: string }): RequestHandler =>
-    async (req: Request, res: Response, next: NextFunction) => {
+  return (spec: RouteObject): RequestHandler => {
+    checkMetered(spec, list);
+    const schemes = spec.maxPrice === undefined ? list : list.filter((s) => s.metered);
+    const policy = spec.price instanceof RoutePricing ? spec.price : undefined;
+    policy?.check(prices);
+    return async (req: Request, res: Response, next: NextFunction) => {
       const resource: Resource = {
         url: `${req.protocol}://${req.get("host") ?? "localhost"}${req.originalUrl}`,
         description: spec.description,
         mimeType: spec.mimeType,
       };
+      if (policy) measureDemand(policy, res);
       let quote: Quote;
+      let max: Quote | undefined;
       try {
-        quote = prices.quote(typeof spec.price === "function" ? await spec.price(req) : spec.price);
+        quote = policy ? await policy.quote(prices) : prices.quote(typeof spec.price === "function" ? await spec.price(req) : (spec.price as PriceSpec));
+        if (spec.maxPrice !== undefined) max = prices.quote(typeof spec.maxPrice === "function" ? await spec.maxPrice(req) : spec.maxPrice);
       } catch (cause) {
         const reason = cause instanceof PriceError ? cause.message : String(cause);
         decided?.({ outcome: "refused", code: "price_unavailable" }, req, res);
-        return refuse(res, list, new Map(), resource, new PaymentError("price_unavailable", `No price for this request: ${reason}`));
+        return refuse(res, schemes, new Map(), undefined, resource, new PaymentError("price_unavailable", `No price for this request: ${reason}`));
       }
 
       let settled: Settled;
       let handler: PaymentScheme | undefined;
       let started: number | undefined;
+      let payer: string | undefined;
       try {
         started = performance.now();
-        const { scheme, header, json } = paymentOf(req, list);
+        const { scheme, header, json } = paymentOf(req, schemes);
         handler = byName.get(scheme);
-        if (!handler || !handler.requirements(quote)) {
-          const offered = list.filter((s) => s.requirements(quote)).map((s) => `"${s.scheme}"`).join(", ");
+        if (!handler || !schemes.includes(handler) || !handler.requirements(quote, undefined, max)) {
+          const offered = schemes.filter((s) => s.requirements(quote, undefined, max)).map((s) => `"${s.scheme}"`).join(", ");
           throw new PaymentError("unsupported_scheme", `This resource is not paid with "${scheme}" here; it accepts ${offered}.`);
         }
-        settled = await handler.authorize({ header, json }, quote, { method: req.method, url: resource.url });
+        if (policy) {
+          payer = handler.payerOf?.({ header, json });
+          const priced = await pricedFor(policy, prices, handler, { header, json }, payer);
+          quote = priced.quote;
+          if (priced.refusal) throw priced.refusal;
+        }
+        settled = await handler.authorize({ header, json }, quote, { method: req.method, url: resource.url, ...(max && { max }) });
       } catch (error) {
         const sent = started !== undefined && !(isPaymentError(error) && error.code === "payment_required");
         const seconds = sent ? (performance.now() - started!) / 1000 : undefined;
         if (isPaymentError(error)) {
           const channelId = error.details?.channelId;
           decided?.({ scheme: handler?.scheme, outcome: "refused", code: error.code, account: typeof channelId === "string" ? channelId : undefined, seconds, ...priceIn(handler, quote) }, req, res);
-          return refuse(res, list, quote, resource, error);
+          return refuse(res, schemes, quote, max, resource, error);
         }
         // The request was fine; the gateway's database or chain was not. Nothing was charged.
         onError("paywall: could not authorize a payment:", error, req);
         decided?.({ scheme: handler?.scheme, outcome: "refused", code: "temporarily_unavailable", seconds, ...priceIn(handler, quote) }, req, res);
         res.setHeader("Retry-After", "1");
-        return refuse(res, list, quote, resource, new PaymentError("temporarily_unavailable", "The payment service is briefly unavailable; retry in a moment. You were not charged."));
+        return refuse(res, schemes, quote, max, resource, new PaymentError("temporarily_unavailable", "The payment service is briefly unavailable; retry in a moment. You were not charged."));
       }
+      if (!settled.retried) policy?.paid(payer);
       const paid = { scheme: handler.scheme, account: settled.account, ...priceIn(handler, quote) };
       decided?.({ ...paid, outcome: "paid", code: settled.retried ? "retry" : "ok", seconds: (performance.now() - started!) / 1000 }, req, res);
 
@@ -137,12 +179,38 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
         if (this.statusCode >= 500 || (typeof args[0] === "number" && args[0] >= 500)) this.removeHeader(HEADERS.response);
         return writeHead.apply(this, args);
       } as Response["writeHead"];
+      let completing: Promise<void> | undefined;
+      const settle = (status: number) => (completing ??= settled.complete(status));
+      const meter = settled.meter && new UsageMeter(settled.meter);
+      if (meter) {
+        meters.set(res, meter);
+        // The charge is fixed and recorded (or, for a 5xx, voided) before the response ends: its
+        // receipt can state it, and the payer's next voucher finds the channel where it left it.
+        const end = res.end;
+        res.end = function (this: Response, ...args: unknown[]) {
+          const ended = () => end.apply(this, args as Parameters<Response["end"]>);
+          if (meter.finished) return ended();
+          if (this.statusCode >= 500) {
+            settle(this.statusCode).catch(() => undefined).finally(ended);
+            return this;
+          }
+          meter.finish().then(
+            (receipt) => !this.headersSent && this.setHeader(HEADERS.response, encodeHeader(receipt)),
+            (error: unknown) => onError(`paywall: could not record the usage of payment ${settled.paymentId}:`, error, req),
+          ).finally(ended);
+          return this;
+        } as Response["end"];
+      }
       let completed = false;
       const complete = () => {
         if (completed) return;
         completed = true;
         const status = res.statusCode;
-        settled.complete(status).then(
+        // A client that hung up mid-stream is charged what it was sent.
+        if (meter && status < 500 && !meter.finished) {
+          meter.finish().catch((error: unknown) => onError(`paywall: could not record the usage of payment ${settled.paymentId}:`, error, req));
+        }
+        settle(status).then(
           () => status >= 500 && decided?.({ ...paid, outcome: "voided", code: "handler_failed", status }, req, res),
           (error: unknown) => onError(`paywall: could not void payment ${settled.paymentId}:`, error, req),
         );
@@ -151,6 +219,61 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
       res.once("close", complete);
       next();
     };
+  };
+}
+
+/** A metered route needs a scheme that can meter, and a maximum no lower than its price. */
+function checkMetered(spec: RouteObject, schemes: PaymentScheme[]): void {
+  if (spec.maxPrice === undefined) return;
+  if (!schemes.some((s) => s.metered)) {
+    throw new Error(`paywall: a route has a maxPrice (it is metered), but none of the schemes ${schemes.map((s) => `"${s.scheme}"`).join(", ")} can meter; add the paychan gateway`);
+  }
+  if (typeof spec.price === "bigint" && typeof spec.maxPrice === "bigint" && (spec.maxPrice < spec.price || spec.price <= 0n)) {
+    throw new Error(`paywall: a metered route's price must be at least 1 and its maxPrice at least its price (price ${spec.price}, maxPrice ${spec.maxPrice})`);
+  }
+}
+
+/** Counts the request into the route's demand while it is in flight. */
+function measureDemand(policy: RoutePricing, res: Response): void {
+  policy.meter.started(policy.now());
+  let done = false;
+  const finished = () => {
+    if (done) return;
+    done = true;
+    policy.meter.finished();
+  };
+  res.once("finish", finished);
+  res.once("close", finished);
+}
+
+/**
+ * The quote a paid request on a priced route is charged: the one its payment states, if that price is
+ * still honoured for its payer; else the price now, with the refusal that states it. A payment that
+ * states no amount (a bearer credit key) pays the price now.
+ */
+async function pricedFor(policy: RoutePricing, prices: PriceTable, scheme: PaymentScheme, payment: PaymentHeader, payer: string | undefined): Promise<{ quote: Quote; refusal?: PaymentError }> {
+  const stated = statedAmount(payment.json);
+  if (stated === undefined) return { quote: await policy.quote(prices, payer) };
+  const honoured = await policy.honoured(prices, payer, (quote) => scheme.requirements(quote)?.amount, stated);
+  if (honoured) return { quote: honoured };
+  const quote = await policy.quote(prices, payer);
+  const now = scheme.requirements(quote)?.amount;
+  return {
+    quote,
+    refusal: new PaymentError(
+      "price_expired",
+      `The payment is at ${stated}, a price no longer honoured; the price now is ${now} (${quote.pricing?.reason}). Pay the terms of this 402.`,
+      { price: String(now) },
+    ),
+  };
+}
+
+/** The amount a payment says it accepts (`accepted.amount`), if it states one. */
+function statedAmount(json: unknown): bigint | undefined {
+  const amount = (json as { accepted?: { amount?: unknown } } | null)?.accepted?.amount;
+  if (typeof amount === "string" && /^[0-9]{1,78}$/.test(amount)) return BigInt(amount);
+  if (typeof amount === "number" && Number.isSafeInteger(amount) && amount >= 0) return BigInt(amount);
+  return undefined;
 }
 
 /** The payment a request carries: its PAYMENT-SIGNATURE, or else a bearer token a scheme takes. */
@@ -167,8 +290,8 @@ function paymentOf(req: Request, schemes: PaymentScheme[]): { scheme: string; he
   throw new PaymentError("payment_required", "This resource requires payment: send a PAYMENT-SIGNATURE header.");
 }
 
-function refuse(res: Response, schemes: PaymentScheme[], quote: Quote, resource: Resource, error: PaymentError) {
-  const accepts: Requirements[] = schemes.flatMap((s) => s.requirements(quote, error) ?? []);
+function refuse(res: Response, schemes: PaymentScheme[], quote: Quote, max: Quote | undefined, resource: Resource, error: PaymentError) {
+  const accepts: Requirements[] = schemes.flatMap((s) => s.requirements(quote, error, max) ?? []);
   const body = {
     x402Version: X402_VERSION,
     error: error.message,
@@ -182,13 +305,14 @@ function refuse(res: Response, schemes: PaymentScheme[], quote: Quote, resource:
 }
 
 /** The route's price in the scheme's own asset. */
-function priceIn(scheme: PaymentScheme | undefined, quote: Quote): { amount?: bigint; asset?: string } {
-  if (!scheme) return {};
-  if (scheme.defaultAsset) return { amount: quote.get(scheme.defaultAsset), asset: scheme.defaultAsset };
+function priceIn(scheme: PaymentScheme | undefined, quote: Quote): { amount?: bigint; asset?: string; pricing?: string } {
+  const pricing = quote.pricing && { pricing: quote.pricing.reason };
+  if (!scheme) return { ...pricing };
+  if (scheme.defaultAsset) return { amount: quote.get(scheme.defaultAsset), asset: scheme.defaultAsset, ...pricing };
   const terms = scheme.requirements(quote);
-  return terms ? { amount: terms.amount, asset: `${terms.network}/${terms.asset}` } : {};
+  return terms ? { amount: terms.amount, asset: `${terms.network}/${terms.asset}`, ...pricing } : { ...pricing };
 }
 
-function isRouteObject(spec: RouteSpec): spec is { price: Price; description?: string; mimeType?: string } {
+function isRouteObject(spec: RouteSpec): spec is RouteObject {
   return typeof spec === "object" && spec !== null && "price" in spec;
 }

@@ -1,5 +1,6 @@
 // The gateway's PaymentStore on paychan's database: channel rows through channels.ts, acceptance
-// through the single accept statement (acceptVouchers.ts), voids through booking.ts. It also books
+// through the single accept statement (acceptVouchers.ts), metered usage through meteredUsage.ts,
+// voids through booking.ts. It also books
 // what it accepted: the channels it touched are booked into the journal every `bookingIntervalMs` and
 // on close, so the journal trails the voucher store by about a second.
 import type { Hex } from "viem";
@@ -8,6 +9,7 @@ import { acceptVouchers, claimRetry, type AcceptContext, type AcceptOutcome, typ
 import { bookAccepted, voidPayment } from "./booking.js";
 import { loadChannel, saveChannel, type ChannelChainState, type StoredChannel } from "./channels.js";
 import type { Database } from "./db.js";
+import { recordUsage, type RecordedUsage } from "./meteredUsage.js";
 
 export type LedgerPaymentStoreOptions = {
   /** How often the channels accepted on are booked into the journal (default 1 s). */
@@ -46,6 +48,10 @@ export class LedgerPaymentStore implements PaymentStore {
 
   claimRetry(charge: Omit<VoucherCharge, "price">, withinSeconds: number, maxRetries: number) {
     return claimRetry(this.db.sql, charge, withinSeconds, maxRetries);
+  }
+
+  recordUsage(paymentId: string, amount: bigint): Promise<RecordedUsage | undefined> {
+    return recordUsage(this.db.sql, paymentId, amount);
   }
 
   async voidPayment(paymentId: string, reason: string): Promise<void> {

@@ -32,6 +32,8 @@ export type CreditCharge = {
   price: bigint;
   /** What identifies the paid request: an identical retry finds this payment by it. */
   requestKey: string;
+  /** Why the price is what it is, when the route has a pricing policy: stored with the payment. */
+  pricing?: string;
 };
 
 export type CreditRefusal =
@@ -54,8 +56,8 @@ export type CreditOutcome =
 
 const SPEND = `
 WITH i AS (
-  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::uuid[], $6::text[])
-    WITH ORDINALITY AS i(key_id, account_id, seller, price, payment_id, request_key, ord)
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::uuid[], $6::text[], $7::text[])
+    WITH ORDINALITY AS i(key_id, account_id, seller, price, payment_id, request_key, pricing, ord)
 ), accepted AS (
   UPDATE credit_account a SET spent = a.spent + i.price
   FROM i JOIN credit_key k ON k.id = i.key_id AND k.account_id = i.account_id AND k.revoked_at IS NULL
@@ -65,16 +67,16 @@ WITH i AS (
     AND NOT EXISTS (SELECT 1 FROM credit_payment p WHERE p.account_id = i.account_id AND p.request_key = i.request_key AND p.status = 'ACCEPTED')
   RETURNING a.id, a.asset, a.granted - a.spent AS remaining, i.price
 ), paid AS (
-  INSERT INTO credit_payment (id, account_id, key_id, seller, request_key, price)
-  SELECT i.payment_id, i.account_id, i.key_id, i.seller, i.request_key, i.price
+  INSERT INTO credit_payment (id, account_id, key_id, seller, request_key, price, pricing)
+  SELECT i.payment_id, i.account_id, i.key_id, i.seller, i.request_key, i.price, i.pricing
   FROM i JOIN accepted a ON a.id = i.account_id
 ), noticed AS (
   -- The balance before this charge is remaining + price: a crossing is at or above, then below.
   INSERT INTO credit_notice (id, account_id, type, data)
   SELECT gen_random_uuid(), a.id, 'credit.low_balance',
-         jsonb_build_object('accountId', a.id, 'asset', a.asset, 'balance', a.remaining::text, 'threshold', $7::numeric::text)
+         jsonb_build_object('accountId', a.id, 'asset', a.asset, 'balance', a.remaining::text, 'threshold', $8::numeric::text)
   FROM accepted a
-  WHERE $7::numeric IS NOT NULL AND a.remaining < $7::numeric AND a.remaining + a.price >= $7::numeric
+  WHERE $8::numeric IS NOT NULL AND a.remaining < $8::numeric AND a.remaining + a.price >= $8::numeric
 )
 SELECT i.ord::int AS ord, a.id IS NOT NULL AS ok, a.remaining::text AS remaining,
        k.id IS NOT NULL AS key_found, k.revoked_at IS NOT NULL AS revoked, (c.granted - c.spent)::text AS balance,
@@ -144,6 +146,7 @@ async function acceptDistinct(sql: Sql, charges: CreditCharge[], options: SpendO
         sorted.map((c) => c.price.toString()),
         paymentIds,
         sorted.map((c) => c.requestKey),
+        sorted.map((c) => c.pricing ?? null),
         options.lowBalance?.toString() ?? null,
       ],
       "paychan_spend_credit",

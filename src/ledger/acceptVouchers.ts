@@ -1,14 +1,17 @@
 // Accepting vouchers: the paid-request hot path. One SQL statement per group commit decides every
 // voucher in it against its channel's row and records the accepted ones:
 //
-//   - compare-and-set: the channel's accepted total must be exactly the voucher's total minus the
-//     price, and becomes the voucher's total;
+//   - compare-and-set: the channel's accepted total plus the metered usage it owes must be exactly
+//     the voucher's total minus the price, and becomes the voucher's total (the debt is paid);
 //   - within the deposit — the confirmed deposit, plus what was seen at the head and not yet confirmed
 //     up to the pending cap —, not closed, not blocked (a reorg shortfall, an event the mirror could
 //     not book), and no withdrawal (confirmed or seen at the head) that finalizes within the margin —
 //     all read from the channel row as the watcher last wrote it, the margin in the chain's time
 //     (chain_head);
 //   - no standing payment already holds a voucher for that total;
+//   - for a metered charge (one with a maximum), the deposit also covers the most its usage may add,
+//     and no other metered request on the channel is still running: the usage a channel may owe
+//     without a voucher is one request's at most;
 //   - then a payment row per accepted voucher.
 //
 // Postgres's row lock on the channel and the WHERE clause are the serialization: a second process
@@ -32,6 +35,11 @@ export type VoucherCharge = {
   /** What identifies the paid request (the gateway hashes its method and URL): an identical retry
    * finds this payment by it. */
   requestKey: string;
+  /** A metered request's most it may cost (at least `price`, which it prepays); the rest of its usage
+   * is owed until the channel's next voucher. Undefined for a fixed price. */
+  max?: bigint;
+  /** Why the price is what it is, when the route has a pricing policy: stored with the payment. */
+  pricing?: string;
 };
 
 export type AcceptRefusal =
@@ -42,8 +50,12 @@ export type AcceptRefusal =
   | "INVALID_PRICE"
   /** The voucher's total was accepted already (or an earlier one): a replay, or a retry. */
   | "VOUCHER_REPLAYED"
-  /** The voucher's total is not the accepted total plus the price. */
+  /** The voucher's total is not the accepted total plus the usage owed plus the price. */
   | "CUMULATIVE_MISMATCH"
+  /** The voucher's total is the accepted total plus the price, leaving out the metered usage owed. */
+  | "USAGE_OWED"
+  /** A metered charge while another metered request on the channel is still running. */
+  | "METERED_BUSY"
   /** A standing payment already holds a voucher for this total: a charge before it was voided while
    * this one stood (concurrent requests on one channel). The payer must resync by hand. */
   | "TOTAL_HELD"
@@ -58,6 +70,8 @@ export type AcceptRefusal =
 /** The channel row as the statement saw it, for explaining a refusal. */
 export type ChannelSnapshot = {
   acceptedCumulative: bigint;
+  /** Metered usage no voucher covers yet. */
+  usageOwed: bigint;
   /** What vouchers may total: the confirmed deposit plus the pending part up to the cap. */
   deposit: bigint;
   closed: boolean;
@@ -76,6 +90,8 @@ export type AcceptContext = {
   closingMarginSeconds: number;
   /** How much of a deposit seen at the head but not yet confirmed vouchers may spend (default: all of it). */
   pendingDepositCap?: bigint;
+  /** How long a metered request may run and still report its usage (default 600 seconds). */
+  meteringLeaseSeconds?: number;
 };
 
 /** Larger than any deposit (uint96): "no cap". */
@@ -92,38 +108,45 @@ const CHAIN_NOW = `COALESCE(
 const SPENDABLE = `LEAST(c.deposit_seen, c.deposit + $9::numeric)`;
 // The nearer withdrawal deadline, confirmed or seen at the head.
 const DEADLINE = `LEAST(c.withdraw_ready_at, c.withdraw_ready_at_seen)`;
+// Another metered request on the channel is still running (its usage not reported, its lease not over).
+const METERING = `EXISTS (SELECT 1 FROM payment p WHERE p.channel_id = i.channel_id AND p.status = 'ACCEPTED'
+    AND p.metered_max IS NOT NULL AND p.charged IS NULL AND p.metered_until > statement_timestamp())`;
 
 const ACCEPT = `
 WITH i AS (
-  SELECT * FROM unnest($1::text[], $2::numeric[], $3::numeric[], $4::text[], $5::uuid[], $6::text[])
-    WITH ORDINALITY AS i(channel_id, cumulative, price, signature, payment_id, request_key, ord)
+  SELECT * FROM unnest($1::text[], $2::numeric[], $3::numeric[], $4::text[], $5::uuid[], $6::text[], $10::numeric[], $12::text[])
+    WITH ORDINALITY AS i(channel_id, cumulative, price, signature, payment_id, request_key, max, pricing, ord)
 ), clock AS (
   SELECT ${CHAIN_NOW} AS now
 ), accepted AS (
   UPDATE channel c
-  SET accepted_cumulative = i.cumulative, latest_voucher_amount = GREATEST(c.latest_voucher_amount, i.cumulative)
+  SET accepted_cumulative = i.cumulative, latest_voucher_amount = GREATEST(c.latest_voucher_amount, i.cumulative),
+      usage_owed = 0, usage_settled = c.usage_owed
   FROM i, clock
   WHERE c.id = i.channel_id
     -- Said twice so that the planner, even on a table it has no statistics for yet, reads the batch's
     -- rows by primary key rather than comparing every channel with every voucher.
     AND c.id = ANY($1::text[])
-    AND c.accepted_cumulative = i.cumulative - i.price
-    AND i.cumulative <= ${SPENDABLE}
+    AND c.accepted_cumulative + c.usage_owed = i.cumulative - i.price
+    AND i.cumulative + COALESCE(i.max - i.price, 0) <= ${SPENDABLE}
+    AND (i.max IS NULL OR NOT ${METERING})
     AND NOT c.closed AND NOT c.closed_seen
     AND c.blocked_reason IS NULL
     AND (${DEADLINE} IS NULL OR ${DEADLINE} > clock.now + $8)
     AND NOT EXISTS (SELECT 1 FROM payment p WHERE p.channel_id = i.channel_id AND p.cumulative_amount = i.cumulative AND p.status = 'ACCEPTED')
-  RETURNING c.id, ${SPENDABLE} AS spendable
+  RETURNING c.id, ${SPENDABLE} AS spendable, c.usage_settled
 ), paid AS (
-  INSERT INTO payment (id, channel_id, request_key, cumulative_amount, price, signature)
-  SELECT i.payment_id, i.channel_id, i.request_key, i.cumulative, i.price, i.signature
+  INSERT INTO payment (id, channel_id, request_key, cumulative_amount, price, signature, owed_paid, metered_max, metered_until, pricing)
+  SELECT i.payment_id, i.channel_id, i.request_key, i.cumulative, i.price + a.usage_settled, i.signature, a.usage_settled, i.max,
+         CASE WHEN i.max IS NOT NULL THEN statement_timestamp() + make_interval(secs => $11) END, i.pricing
   FROM i JOIN accepted a ON a.id = i.channel_id
 )
 SELECT i.ord::int AS ord, a.id IS NOT NULL AS ok, clock.now::text AS chain_now, a.spendable::text AS new_deposit,
-       c.id IS NOT NULL AS found, c.accepted_cumulative::text AS accepted, ${SPENDABLE}::text AS deposit,
+       c.id IS NOT NULL AS found, c.accepted_cumulative::text AS accepted, c.usage_owed::text AS owed, ${SPENDABLE}::text AS deposit,
        (c.closed OR c.closed_seen) AS closed, ${DEADLINE}::text AS withdraw_ready_at, c.blocked_reason,
        CASE WHEN a.id IS NULL THEN EXISTS (SELECT 1 FROM payment p WHERE p.channel_id = i.channel_id
-         AND p.cumulative_amount = i.cumulative AND p.status = 'ACCEPTED') END AS held
+         AND p.cumulative_amount = i.cumulative AND p.status = 'ACCEPTED') END AS held,
+       CASE WHEN a.id IS NULL AND i.max IS NOT NULL THEN ${METERING} END AS metering
 FROM i CROSS JOIN clock
 LEFT JOIN accepted a ON a.id = i.channel_id
 LEFT JOIN channel c ON c.id = i.channel_id AND c.id = ANY($1::text[])
@@ -136,11 +159,13 @@ type Row = {
   new_deposit: string | null;
   found: boolean;
   accepted: string | null;
+  owed: string | null;
   deposit: string | null;
   closed: boolean | null;
   withdraw_ready_at: string | null;
   blocked_reason: string | null;
   held: boolean | null;
+  metering: boolean | null;
 };
 
 /**
@@ -153,7 +178,7 @@ export async function acceptVouchers(sql: Sql, charges: VoucherCharge[], context
   const rounds: number[][] = [];
   const seen = new Map<string, number>();
   charges.forEach((charge, index) => {
-    if (charge.price <= 0n) {
+    if (charge.price <= 0n || (charge.max !== undefined && charge.max < charge.price)) {
       outcomes[index] = { ok: false, refusal: "INVALID_PRICE", chainNow: 0n };
       return;
     }
@@ -190,6 +215,9 @@ async function acceptDistinct(sql: Sql, charges: VoucherCharge[], context: Accep
           BigInt(context.chainId).toString(),
           BigInt(context.closingMarginSeconds).toString(),
           (context.pendingDepositCap ?? NO_CAP).toString(),
+          sorted.map((c) => c.max?.toString() ?? null),
+          context.meteringLeaseSeconds ?? 600,
+          sorted.map((c) => c.pricing ?? null),
         ],
         "paychan_accept_vouchers",
       ),
@@ -214,29 +242,33 @@ async function acceptDistinct(sql: Sql, charges: VoucherCharge[], context: Accep
     if (!row.found) return { ok: false, refusal: "CHANNEL_NOT_FOUND", chainNow };
     const channel: ChannelSnapshot = {
       acceptedCumulative: BigInt(row.accepted!),
+      usageOwed: BigInt(row.owed!),
       deposit: BigInt(row.deposit!),
       closed: row.closed!,
       withdrawReadyAt: row.withdraw_ready_at === null ? null : BigInt(row.withdraw_ready_at),
       blockedReason: row.blocked_reason,
     };
-    return { ok: false, refusal: explain(charge, channel, row.held === true, chainNow, context), channel, chainNow };
+    return { ok: false, refusal: explain(charge, channel, row.held === true, row.metering === true, chainNow, context), channel, chainNow };
   });
   return unsort(order, results);
 }
 
 /** Why the statement refused a charge, from the row it read (the first rule that fails). */
-function explain(charge: VoucherCharge, c: ChannelSnapshot, held: boolean, chainNow: bigint, context: AcceptContext): AcceptRefusal {
+function explain(charge: VoucherCharge, c: ChannelSnapshot, held: boolean, metering: boolean, chainNow: bigint, context: AcceptContext): AcceptRefusal {
   if (c.closed) return "CHANNEL_CLOSED";
   if (c.blockedReason !== null) return "CHANNEL_BLOCKED";
   if (c.withdrawReadyAt !== null && c.withdrawReadyAt <= chainNow + BigInt(context.closingMarginSeconds)) return "CHANNEL_CLOSING";
   if (charge.cumulativeAmount <= c.acceptedCumulative) return "VOUCHER_REPLAYED";
-  if (charge.cumulativeAmount - charge.price !== c.acceptedCumulative) return "CUMULATIVE_MISMATCH";
-  if (charge.cumulativeAmount > c.deposit) return "EXCEEDS_DEPOSIT";
+  if (c.usageOwed > 0n && charge.cumulativeAmount - charge.price === c.acceptedCumulative) return "USAGE_OWED";
+  if (charge.cumulativeAmount - charge.price !== c.acceptedCumulative + c.usageOwed) return "CUMULATIVE_MISMATCH";
+  if (charge.cumulativeAmount + (charge.max ?? charge.price) - charge.price > c.deposit) return "EXCEEDS_DEPOSIT";
   if (held) return "TOTAL_HELD";
+  if (metering) return "METERED_BUSY";
   // The snapshot allowed it: the row moved while the statement waited for its lock.
   return "CONFLICT";
 }
 
+/** `price` is the route's price the payment paid (without the earlier usage it paid off). */
 export type RetriedPayment = { paymentId: string; price: bigint; cumulativeAmount: bigint; deposit: bigint };
 
 /**
@@ -253,7 +285,7 @@ export async function claimRetry(
 ): Promise<RetriedPayment | undefined> {
   const [row] = await sql.query<{ id: string; price: string; cumulative_amount: string; deposit: string }>(
     `WITH p AS (
-       SELECT p.id, p.price, p.cumulative_amount, c.deposit_seen AS deposit
+       SELECT p.id, p.price - p.owed_paid AS price, p.cumulative_amount, c.deposit_seen AS deposit
        FROM payment p JOIN channel c ON c.id = p.channel_id
        WHERE p.channel_id = $1 AND p.cumulative_amount = $2 AND p.status = 'ACCEPTED'
          AND p.signature = $3 AND p.request_key = $4 AND p.created_at > statement_timestamp() - make_interval(secs => $5)

@@ -106,7 +106,8 @@ export type VoidResult = { paymentId: string; voidEntryId: string; replayed: boo
  * Voids an accepted charge (the paid request failed): books the channel so the charge is in the
  * journal, then reverses exactly its price as a VOUCHER_VOIDED entry (key `voucher-void:<paymentId>`
  * unless given), marks the payment VOIDED and takes its price off the channel's accepted and booked
- * totals. The voucher stays held. Idempotent under the same key.
+ * totals. The metered usage its voucher paid off is owed again. The voucher stays held. Idempotent
+ * under the same key.
  */
 export async function voidPayment(
   prisma: PrismaClient | Tx,
@@ -133,7 +134,8 @@ export async function voidPayment(
     await tx.payment.update({ where: { id: paymentId }, data: { status: "VOIDED", voidEntryId: entry.id } });
     await tx.$executeRaw`
       UPDATE channel SET accepted_cumulative = accepted_cumulative - ${price.toString()}::numeric,
-                         booked_cumulative = booked_cumulative - ${price.toString()}::numeric, updated_at = now()
+                         booked_cumulative = booked_cumulative - ${price.toString()}::numeric,
+                         usage_owed = usage_owed + ${payment.owedPaid.toFixed()}::numeric, updated_at = now()
       WHERE id = ${found.channelId}`;
     return { paymentId, voidEntryId: entry.id, replayed: false };
   });

@@ -56,7 +56,7 @@ const MIN_SCRUBBED_LENGTH = 8;
 
 export function createLogger(options: LoggerOptions = {}): Logger {
   const target = options.destination ?? 1;
-  const out = typeof target === "number" ? pino.destination({ dest: target, sync: true }) : target;
+  const out = typeof target === "number" ? fileDestination(target) : target;
   const format = options.format ?? (typeof target === "number" && isatty(target) ? "pretty" : "json");
   const scrub = scrubber(options.secrets ?? []);
   const colors = format === "pretty" && typeof target === "number" && isatty(target);
@@ -70,6 +70,36 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     },
     sink,
   );
+}
+
+/**
+ * Lines to a file descriptor, written asynchronously. Written synchronously, a line blocks the event
+ * loop whenever the buffer of a pipe (to a log shipper, journald, a container runtime) is full, until
+ * its reader catches up: ~190 µs a line against ~10 µs asynchronously (a Node reader of the pipe, 2
+ * busy cores), and for good with a stalled reader, which stopped the gateway serving. While one write is in flight the next
+ * lines gather and go out together; a quiet server still writes each line at once. At most
+ * MAX_BUFFERED bytes wait: beyond that, lines are dropped rather than memory or requests held.
+ * What is buffered is written before the process exits, including by process.exit(); a kill -9 can
+ * lose the last lines, never a payment (those are in the database before the response).
+ */
+function fileDestination(fd: number) {
+  const out = pino.destination({ dest: fd, sync: false, maxLength: MAX_BUFFERED });
+  if (unflushed.size === 0) process.once("exit", flushAll);
+  unflushed.add(new WeakRef(out));
+  return out;
+}
+
+const MAX_BUFFERED = 16 * 1024 * 1024;
+const unflushed = new Set<WeakRef<ReturnType<typeof pino.destination>>>();
+
+function flushAll(): void {
+  for (const ref of unflushed) {
+    try {
+      ref.deref()?.flushSync();
+    } catch {
+      // Not open yet, or already closed: nothing of it is buffered.
+    }
+  }
 }
 
 /** The values to scrub from logs: every secret variable's value (a key with and without 0x) and the

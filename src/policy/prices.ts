@@ -20,8 +20,16 @@ export type PriceSpec =
 /** What one whole unit of an asset is worth: `usd` dollars (decimal string) for 10^decimals base units. */
 export type Rate = { usd: string; decimals: number };
 
-/** A route's price in every asset it can be paid in, in base units. */
-export type Quote = ReadonlyMap<Asset, bigint>;
+/** A route's price in every asset it can be paid in, in base units; a price that changes (see
+ * pricing.ts) says why it is what it is and until when a payment at it is honoured. */
+export type Quote = ReadonlyMap<Asset, bigint> & { readonly pricing?: PriceNote };
+
+/** Why a quote is what it is (stored with the payment, logged) and, for a price that moves with
+ * demand, the Unix second until which a payment at it is honoured. */
+export type PriceNote = { reason: string; validUntil?: number };
+
+/** An exact non-negative rational: `numerator / denominator`, denominator positive. */
+export type Fraction = { numerator: bigint; denominator: bigint };
 
 export class PriceError extends Error {
   override readonly name = "PriceError";
@@ -49,22 +57,75 @@ export class PriceTable {
 
   /** The price in every asset it can be paid in. Throws a PriceError for a malformed price. */
   quote(spec: PriceSpec): Quote {
-    if (typeof spec === "bigint") return new Map([[this.defaultAsset, positive(spec, this.defaultAsset)]]);
+    return new Map([...this.exact(spec)].map(([asset, amount]) => [asset, roundUp(amount)]));
+  }
+
+  /**
+   * A price `level` of the way from `floor` to `ceiling` (level in [0, 1]), less `discount` (a
+   * fraction in [0, 1)), in every asset both name. The whole computation is exact and rounds up once,
+   * so the seller never receives less than that price and the buyer pays at most one base unit more —
+   * the same promise as `quote`. `note` says why (see PriceNote).
+   */
+  quoteBetween(floor: PriceSpec, ceiling: PriceSpec, level: Fraction, discount: Fraction, note: PriceNote): Quote {
+    const low = this.exact(floor);
+    const high = this.exact(ceiling);
     const quote = new Map<Asset, bigint>();
+    for (const [asset, f] of low) {
+      const c = high.get(asset);
+      if (!c) continue;
+      // (f + (c − f)·level)·(1 − discount), over one common denominator.
+      const between = add(f, multiply(add(c, { numerator: -f.numerator, denominator: f.denominator }), level));
+      const kept = multiply(between, { numerator: discount.denominator - discount.numerator, denominator: discount.denominator });
+      quote.set(asset, roundUp(kept));
+    }
+    if (quote.size === 0) throw new PriceError("The floor and the ceiling name no asset in common.");
+    return Object.assign(quote, { pricing: note });
+  }
+
+  /** The price in every asset, before rounding. */
+  private exact(spec: PriceSpec): Map<Asset, Fraction> {
+    if (typeof spec === "bigint") return new Map([[this.defaultAsset, whole(positive(spec, this.defaultAsset))]]);
+    const exact = new Map<Asset, Fraction>();
     if ("usd" in spec) {
       const usd = parseDecimal(spec.usd, "a USD price");
       if (usd.numerator <= 0n) throw new PriceError(`A USD price must be positive, not ${spec.usd}.`);
       for (const [asset, rate] of this.rates) {
-        // amount = usd × 10^decimals / usdPerUnit, rounded up.
-        const numerator = usd.numerator * rate.scale * rate.denominator;
-        const denominator = usd.denominator * rate.numerator;
-        quote.set(asset, (numerator + denominator - 1n) / denominator);
+        // amount = usd × 10^decimals / usdPerUnit.
+        exact.set(asset, { numerator: usd.numerator * rate.scale * rate.denominator, denominator: usd.denominator * rate.numerator });
       }
     }
-    for (const [asset, amount] of Object.entries(spec.amounts ?? {})) quote.set(asset as Asset, positive(amount!, asset));
-    if (quote.size === 0) throw new PriceError("The price names no asset this gateway has a rate for.");
-    return quote;
+    for (const [asset, amount] of Object.entries(spec.amounts ?? {})) exact.set(asset as Asset, whole(positive(amount!, asset)));
+    if (exact.size === 0) throw new PriceError("The price names no asset this gateway has a rate for.");
+    return exact;
   }
+}
+
+/** `spec` times a whole `factor`, exactly, in the same form (dollars stay dollars). */
+export function multiplyPrice(spec: PriceSpec, factor: bigint): PriceSpec {
+  const amounts = (a: Partial<Record<Asset, bigint>> | undefined) => a && Object.fromEntries(Object.entries(a).map(([asset, amount]) => [asset, amount! * factor]));
+  if (typeof spec === "bigint") return spec * factor;
+  if (!("usd" in spec)) return { amounts: amounts(spec.amounts)! };
+  const usd = parseDecimal(spec.usd, "a USD price");
+  const places = usd.denominator.toString().length - 1;
+  const digits = (usd.numerator * factor).toString().padStart(places + 1, "0");
+  return { usd: places === 0 ? digits : `${digits.slice(0, -places)}.${digits.slice(-places)}`, ...(spec.amounts && { amounts: amounts(spec.amounts) }) };
+}
+
+function whole(amount: bigint): Fraction {
+  return { numerator: amount, denominator: 1n };
+}
+
+function add(a: Fraction, b: Fraction): Fraction {
+  return { numerator: a.numerator * b.denominator + b.numerator * a.denominator, denominator: a.denominator * b.denominator };
+}
+
+function multiply(a: Fraction, b: Fraction): Fraction {
+  return { numerator: a.numerator * b.numerator, denominator: a.denominator * b.denominator };
+}
+
+/** The smallest whole number of base units not below `a` (a is non-negative). */
+function roundUp(a: Fraction): bigint {
+  return (a.numerator + a.denominator - 1n) / a.denominator;
 }
 
 function positive(amount: bigint, asset: string): bigint {
@@ -73,7 +134,7 @@ function positive(amount: bigint, asset: string): bigint {
 }
 
 /** "12.345" → 12345 / 1000, exactly. */
-function parseDecimal(text: string, what: string): { numerator: bigint; denominator: bigint } {
+export function parseDecimal(text: string, what: string): Fraction {
   const match = /^(\d+)(?:\.(\d+))?$/.exec(typeof text === "string" ? text.trim() : "");
   if (!match) throw new PriceError(`${what} must be a decimal number such as "0.001", not ${JSON.stringify(text)}.`);
   const fraction = match[2] ?? "";

@@ -23,6 +23,8 @@ export const errorStatus = {
   insufficient_deposit: 402,
   cumulative_mismatch: 402,
   voucher_replayed: 402,
+  usage_owed: 402,
+  metered_request_running: 402,
   credit_key_invalid: 401,
   credit_key_revoked: 401,
   credit_key_out_of_scope: 403,
@@ -34,6 +36,11 @@ export const errorStatus = {
   authorization_not_yet_valid: 402,
   authorization_rejected: 402,
   insufficient_balance: 402,
+  /** The payment is at a price no longer honoured (it expired, or the payer reached a cheaper volume
+   * tier): the 402 states the price now. */
+  price_expired: 402,
+  /** Client side: the price asked is above the buyer's `maxPrice`; nothing was signed. */
+  price_above_max: 402,
   price_unavailable: 500,
   temporarily_unavailable: 503,
 } as const;

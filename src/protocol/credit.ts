@@ -35,6 +35,8 @@ export const creditRequirementsSchema = z.object({
     decimals: z.number().int().min(0),
     /** Where a key's holder starts a card top-up (POST, Authorization: Bearer <key>). */
     topUp: z.string().optional(),
+    /** As paychan's (wire.ts): why the price is what it is, and until when it is honoured. */
+    price: z.object({ reason: z.string(), validUntil: z.number().int().optional() }).optional(),
     /** Present when the refusal read the paying account (added in 0.2.0): its balance, at least 0. */
     remaining: amount.optional(),
   }),

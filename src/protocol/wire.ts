@@ -15,6 +15,9 @@ export const HEADERS = {
   signature: "PAYMENT-SIGNATURE",
   response: "PAYMENT-RESPONSE",
 } as const;
+/** The server-sent event that carries a metered stream's final receipt, encoded as PAYMENT-RESPONSE is:
+ * its headers left before the charge was known. */
+export const RECEIPT_EVENT = "payment-response";
 /** Larger PAYMENT-SIGNATURE headers are refused before any decoding (a real one is ~1.2 KB). */
 export const MAX_HEADER_BYTES = 8 * 1024;
 
@@ -69,10 +72,17 @@ export const requirementsSchema = z.object({
     minWithdrawDelay: z.number().int().min(0),
     /** Vouchers are refused once a requested withdrawal finalizes within this many seconds (chain time). */
     closingMarginSeconds: z.number().int().min(0).optional(),
-    /** Present when the request named a channel: the server's view, so a client can resync. `remaining`
-     * (deposit − accepted, added in 0.2.0) is what further vouchers may still spend. */
+    /** A metered route: `amount` is prepaid with the voucher, and the request's usage costs up to this
+     * much in all; the part beyond `amount` is included in the channel's next voucher. */
+    maxAmount: amount.optional(),
+    /** Present when the route's price moves (a pricing policy): why it is what it is, and the Unix
+     * second until which a payment at it is honoured (absent: it does not expire). */
+    price: z.object({ reason: z.string(), validUntil: z.number().int().optional() }).optional(),
+    /** Present when the request named a channel: the server's view, so a client can resync. `owed` is
+     * the metered usage its next voucher must include; `remaining` (deposit − accepted − owed, added in
+     * 0.2.0) is what further vouchers may still spend. */
     channel: z
-      .object({ channelId: bytes32, acceptedCumulative: amount, deposit: amount, remaining: amount.optional() })
+      .object({ channelId: bytes32, acceptedCumulative: amount, deposit: amount, owed: amount.optional(), remaining: amount.optional() })
       .optional(),
   }),
 });
@@ -112,6 +122,10 @@ export const receiptSchema = z.object({
   charged: amount,
   cumulativeAmount: amount,
   remaining: amount,
+  /** The metered usage the channel owes after this request: its next voucher includes it. */
+  owed: amount.optional(),
+  /** For a metered request: the most it could cost (its terms' `maxAmount`). */
+  maxAmount: amount.optional(),
 });
 
 export type PaymentRequirements = z.output<typeof requirementsSchema>;

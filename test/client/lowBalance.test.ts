@@ -43,7 +43,7 @@ describeEachDatabase("remaining balance and low-balance top-ups through the payw
     expect(refused.status).to.equal(402);
     expect(((await refused.json()) as { error: string }).error).to.equal("insufficient_deposit");
     const terms = decodePaymentRequired(refused.headers.get(HEADERS.required)!).accepts[0]!;
-    expect(terms.extra.channel).to.deep.equal({ channelId: buyer.channel.id, acceptedCumulative: PRICE * 2n, deposit: PRICE * 2n, remaining: 0n });
+    expect(terms.extra.channel).to.deep.include({ channelId: buyer.channel.id, acceptedCumulative: PRICE * 2n, deposit: PRICE * 2n, remaining: 0n });
   });
 
   it("calls onLowBalance once when the remaining deposit crosses the threshold, not on every receipt below it", async () => {

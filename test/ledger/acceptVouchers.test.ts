@@ -294,6 +294,19 @@ describeEachDatabase("accepting vouchers", (db) => {
     expect((await edit.then(() => undefined, (e: Error) => e))?.message).to.match(/only ACCEPTED -> VOIDED/);
   });
 
+  it("keeps every channel: deleting or truncating channels is refused, so no payment loses its channel", async () => {
+    const id = await openChannel(db(), 100n);
+    const [accepted] = await accept(db(), [charge(id, 10n, 10n)]);
+    expect(accepted?.ok).to.equal(true);
+    for (const attempt of [
+      db().prisma.$executeRaw`DELETE FROM channel WHERE id = ${id}`,
+      db().prisma.$executeRaw`TRUNCATE channel CASCADE`,
+    ]) {
+      expect((await attempt.then(() => undefined, (e: Error) => e))?.message).to.match(/channels are permanent records/);
+    }
+    expect(await db().prisma.payment.count({ where: { channelId: id } })).to.equal(1);
+  });
+
   it("books what a gateway accepted and never booked at the next sweep", async () => {
     const id = await openChannel(db(), 100n);
     await accept(db(), [charge(id, 10n, 10n)]);
