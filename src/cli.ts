@@ -6,7 +6,7 @@
 //   paychan set-operator    let a settlement key claim for the payee (signed by the payee's key)
 //   paychan serve           the gateway with a sample paywalled route (GET /api/quote); operator
 //                           endpoints (GET /reconcile, GET /metrics) on their own listener
-//   paychan work            the chain watcher and the settlement worker, until interrupted
+//   paychan work            the chain watcher and the settlement worker (and credit notices and recharges), until interrupted
 //   paychan settle-now      claim every accepted voucher worth its gas now and wait until the ledger mirrors it
 //   paychan reconcile       compare chain, ledger and voucher store; exits 1 when money is missing
 //   paychan balances        the ledger's balances by kind, and its trial balance
@@ -20,6 +20,7 @@ import { Command, Option } from "commander";
 import { createWalletClient, getAddress, http, isAddress, type Address, type Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { escrowAbi } from "./contracts/escrowAbi.js";
+import { PollingLoop } from "./chain/PollingLoop.js";
 import { skipMeaning } from "./chain/SettlementWorker.js";
 import { messageOf } from "./chain/TxManager.js";
 import {
@@ -238,6 +239,12 @@ program
           `CONFIRMATIONS=${paychan.confirmations}, every ${config.POLL_INTERVAL_MS} ms`,
       );
       log(describeLine(paychan.config));
+      // Credit notices and auto-recharges: leased rows in the database, so every process may run them.
+      const dunning = paychan.dunning;
+      const keeping = dunning?.enabled
+        ? new PollingLoop(async () => void (await dunning.runOnce()), config.POLL_INTERVAL_MS, (error) => log(`credit notices and recharges: a round failed (${messageOf(error)}); retrying`, "warn"))
+        : undefined;
+      keeping?.start();
       const stop = new AbortController();
       void untilInterrupted().then(() => {
         log("stopping after the current round…");
@@ -248,6 +255,7 @@ program
         settlement.start();
         await new Promise((resolve) => stop.signal.addEventListener("abort", resolve, { once: true }));
         await settlement.stop();
+        await keeping?.stop();
         return;
       }
       const leader = new LeaderLock({
@@ -268,6 +276,7 @@ program
         }
       } finally {
         await leader.close();
+        await keeping?.stop();
       }
     }).finally(() => endpoints?.listener.close());
   });
@@ -465,7 +474,7 @@ credit
       const b = await creditBalance(paychan.db.prisma, account);
       if (!b) throw new ConfigError(`There is no credit account ${account}.`);
       const unit = paychan.fiat!.currency;
-      console.log(`${account}: granted ${formatBase(b.granted)} ${unit}, spent ${formatBase(b.spent)} ${unit}, balance ${formatBase(b.balance)} ${unit}${b.suspended ? " (suspended until topped up)" : ""}`);
+      console.log(`${account}: granted ${formatBase(b.granted)} ${unit}, spent ${formatBase(b.spent)} ${unit}, balance ${formatBase(b.balance)} ${unit}${b.suspended ? ` (suspended until topped up${b.suspendedReason ? `: ${b.suspendedReason}` : ""})` : ""}`);
     });
   });
 

@@ -154,6 +154,30 @@ export const configSchema = z.object({
     .regex(/^\d+(\.\d+)?$/, "must be a decimal amount such as 25.00")
     .default("25")
     .describe("pay a seller out once its credit earnings reach this, in CREDIT_CURRENCY (whole cents are paid; the rest stays accrued)"),
+  CREDIT_LOW_BALANCE: z
+    .string()
+    .regex(/^\d+(\.\d+)?$/, "must be a decimal amount such as 2.00")
+    .optional()
+    .describe("a credit balance below this, in CREDIT_CURRENCY, is low: the seller is notified (CREDIT_NOTICE_WEBHOOK_URL) and a saved card recharged (CREDIT_AUTO_RECHARGE); unset: off"),
+  CREDIT_NOTICE_WEBHOOK_URL: z
+    .string()
+    .url()
+    .optional()
+    .describe("where `paychan work` POSTs notices to the seller's system (credit.low_balance, credit.recharge_failed), signed with CREDIT_NOTICE_WEBHOOK_SECRET; unset: no notices"),
+  CREDIT_NOTICE_WEBHOOK_SECRET: secret(
+    z.string().min(16).optional(),
+    "the HMAC-SHA256 key that signs each notice (header Paychan-Signature), at least 16 characters; required with CREDIT_NOTICE_WEBHOOK_URL",
+  ),
+  CREDIT_AUTO_RECHARGE: z
+    .string()
+    .regex(/^\d+(\.\d+)?$/, "must be a decimal amount such as 10.00")
+    .optional()
+    .describe("charge this, in CREDIT_CURRENCY, to the card a buyer saved at checkout when the balance falls below CREDIT_LOW_BALANCE (`paychan work`); setting it saves cards at checkout; unset: off"),
+  CREDIT_RECHARGE_RETRIES: z
+    .string()
+    .regex(/^\d+[smhd](,\d+[smhd])*$/, "must be waits such as 1h,6h,24h (s, m, h or d)")
+    .default("1h,6h,24h")
+    .describe("the waits after each declined recharge before the next attempt; after the last, the account is suspended and the seller notified"),
   TOPUP_SUCCESS_URL: z.string().url().default("http://localhost:4021/").describe("where Stripe Checkout sends a buyer after a paid top-up"),
   TOPUP_CANCEL_URL: z.string().url().default("http://localhost:4021/").describe("where Stripe Checkout sends a buyer who cancels a top-up"),
   WORK_OPERATOR_PORT: port

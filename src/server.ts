@@ -34,6 +34,7 @@ import { bookCredit } from "./ledger/creditBooking.js";
 import { FIAT_DECIMALS, parseMajor, minorToBase } from "./ledger/currency.js";
 import { LedgerCreditStore } from "./ledger/LedgerCreditStore.js";
 import { setSellerDestination } from "./ledger/payouts.js";
+import { Dunning, type DunningOptions } from "./rails/Dunning.js";
 import { FiatRails } from "./rails/FiatRails.js";
 import { TOP_UP_PATH, operatorFiatRoutes, publicFiatRoutes } from "./rails/http.js";
 import type { Rail } from "./rails/Rail.js";
@@ -72,6 +73,8 @@ export type Paychan = {
   /** The fiat rails and the `credit` scheme, when STRIPE_SECRET_KEY (or a rail) is given. */
   fiat?: FiatRails;
   credit?: CreditScheme;
+  /** Low-balance notices and auto-recharge for credit (`paychan work` runs it), when configured. */
+  dunning?: Dunning;
   /** x402 `exact` (EIP-3009) beside the channels, when EXACT_TOKEN is set. */
   exact?: ExactScheme;
   /** Every payment scheme a route is offered in, in the 402's order: the channel, credit, exact.
@@ -159,6 +162,7 @@ export async function startPaychan(config: Config, options: StartOptions = {}): 
   if (!config.ESCROW_ADDRESS) throw new ConfigError("ESCROW_ADDRESS is not set: deploy the escrow first (paychan deploy).");
   if (!config.PAYEE_ADDRESS) throw new ConfigError("PAYEE_ADDRESS is not set: the address vouchers pay.");
   const rail = options.rail ?? stripeRailOf(config);
+  const keeping = keepingBuyersOf(config, rail !== undefined);
   const log = options.logger ?? loggerFor(config);
   const metrics =
     options.metrics ??
@@ -195,6 +199,7 @@ export async function startPaychan(config: Config, options: StartOptions = {}): 
   let fiat: FiatRails | undefined;
   let credit: CreditScheme | undefined;
   let creditStore: LedgerCreditStore | undefined;
+  let dunning: Dunning | undefined;
   const extraRates: Partial<Record<Asset, Rate>> = {};
   if (rail) {
     fiat = new FiatRails({
@@ -204,10 +209,13 @@ export async function startPaychan(config: Config, options: StartOptions = {}): 
       payoutThreshold: minorToBase(config.CREDIT_CURRENCY, parseMajor(config.CREDIT_CURRENCY, config.PAYOUT_THRESHOLD)),
       successUrl: config.TOPUP_SUCCESS_URL,
       cancelUrl: config.TOPUP_CANCEL_URL,
+      saveCards: keeping.recharge !== undefined,
     });
+    dunning = new Dunning({ db, rail, currency: fiat.currency, asset: fiat.asset, ...keeping, log: (line, level = "info") => log[level](line) });
     // Credit a previous process spent but did not live to book.
     await bookCredit(db.sql);
     creditStore = new LedgerCreditStore(db, {
+      lowBalance: keeping.notices && keeping.threshold,
       onBookingError: (error) => {
         if (isDatabaseFailure(error)) metrics.databaseError("booking");
         log.warn(errorFields(log, error), "booking spent credit failed; retrying within a second");
@@ -231,6 +239,7 @@ export async function startPaychan(config: Config, options: StartOptions = {}): 
     gateway,
     fiat,
     credit,
+    dunning,
     exact,
     schemes: [gateway, ...(credit ? [credit] : []), ...(exact ? [exact] : [])],
     prices,
@@ -254,6 +263,45 @@ export async function startPaychan(config: Config, options: StartOptions = {}): 
       await creditStore?.close();
       await db.close();
     },
+  };
+}
+
+/**
+ * The seller's policies for keeping credit buyers (README "Keeping buyers"), each off unless set: the
+ * low-balance threshold, where notices go, and the auto-recharge with its retry schedule.
+ */
+function keepingBuyersOf(config: Config, fiat: boolean): Pick<DunningOptions, "notices" | "recharge"> & { threshold?: bigint } {
+  const named = (["CREDIT_LOW_BALANCE", "CREDIT_NOTICE_WEBHOOK_URL", "CREDIT_AUTO_RECHARGE"] as const).filter((name) => config[name] !== undefined);
+  if (named.length === 0) return {};
+  if (!fiat) throw new ConfigError(`${named.join(", ")} ${named.length > 1 ? "apply" : "applies"} to prepaid credit, which is off: set STRIPE_SECRET_KEY too.`);
+  if (config.CREDIT_NOTICE_WEBHOOK_URL && !config.CREDIT_NOTICE_WEBHOOK_SECRET) {
+    throw new ConfigError("CREDIT_NOTICE_WEBHOOK_SECRET is not set: with CREDIT_NOTICE_WEBHOOK_URL, each notice is signed with it so the seller's system can tell it from a forgery.");
+  }
+  if (config.CREDIT_AUTO_RECHARGE && !config.CREDIT_LOW_BALANCE) {
+    throw new ConfigError("CREDIT_LOW_BALANCE is not set: CREDIT_AUTO_RECHARGE recharges a saved card when the balance falls below it.");
+  }
+  const currency = config.CREDIT_CURRENCY;
+  const minor = (name: "CREDIT_LOW_BALANCE" | "CREDIT_AUTO_RECHARGE", text: string) => {
+    let value: bigint;
+    try {
+      value = parseMajor(currency, text);
+    } catch (error) {
+      throw new ConfigError(`${name}: ${(error as Error).message}`);
+    }
+    if (value <= 0n) throw new ConfigError(`${name} must be more than 0 ${currency}.`);
+    return value;
+  };
+  const threshold = config.CREDIT_LOW_BALANCE === undefined ? undefined : minorToBase(currency, minor("CREDIT_LOW_BALANCE", config.CREDIT_LOW_BALANCE));
+  const retrySchedule = config.CREDIT_RECHARGE_RETRIES.split(",").map((w) => Number(w.slice(0, -1)) * { s: 1, m: 60, h: 3600, d: 86_400 }[w.slice(-1) as "s" | "m" | "h" | "d"]);
+  const recharge = config.CREDIT_AUTO_RECHARGE === undefined ? undefined : minor("CREDIT_AUTO_RECHARGE", config.CREDIT_AUTO_RECHARGE);
+  // A recharge that left the balance below the threshold would open the next one at once.
+  if (recharge !== undefined && threshold !== undefined && minorToBase(currency, recharge) < threshold) {
+    throw new ConfigError(`CREDIT_AUTO_RECHARGE (${config.CREDIT_AUTO_RECHARGE}) must be at least CREDIT_LOW_BALANCE (${config.CREDIT_LOW_BALANCE}): one recharge must lift a balance back above it.`);
+  }
+  return {
+    threshold,
+    ...(config.CREDIT_NOTICE_WEBHOOK_URL && { notices: { url: config.CREDIT_NOTICE_WEBHOOK_URL, secret: config.CREDIT_NOTICE_WEBHOOK_SECRET! } }),
+    ...(recharge !== undefined && threshold !== undefined && { recharge: { threshold, amountMinor: recharge, retrySchedule } }),
   };
 }
 

@@ -20,8 +20,9 @@ export type ChannelPayerOptions = {
   /** Refuse to pay more than this per request (base units). */
   maxPrice: bigint;
   store?: ChannelStateStore;
-  /** Called when the deposit runs short; top up (e.g. `topUp(...)`) and resolve to retry. */
-  onInsufficientDeposit?: (details: { deposit: bigint; needed: bigint }) => Promise<void>;
+  /** Called when the deposit runs short; top up (e.g. `topUp(...)`) and resolve to retry, or resolve
+   * `false` when no top-up was made (the refusal is then returned as it is). */
+  onInsufficientDeposit?: (details: { deposit: bigint; needed: bigint }) => Promise<void | boolean>;
 };
 
 /** Refusals that a voucher on the (resynced) accepted total can answer; `price_expired` comes with
@@ -43,6 +44,11 @@ export class ChannelPayer {
     this.maxPrice = options.maxPrice;
     this.store = options.store ?? new MemoryStateStore();
     this.onInsufficientDeposit = options.onInsufficientDeposit;
+  }
+
+  /** Saves a state for this channel (lowBalance.ts keeps its top-up spending there). */
+  async save(state: ChannelState): Promise<void> {
+    await this.store.save(this.channel.id, state);
   }
 
   async state(): Promise<ChannelState> {
@@ -126,7 +132,7 @@ export class ChannelPayer {
     }
     if (code === "insufficient_deposit" && server) {
       if (!this.onInsufficientDeposit) return undefined;
-      await this.onInsufficientDeposit({ deposit: server.deposit, needed: current.accepted + requirements.amount });
+      if ((await this.onInsufficientDeposit({ deposit: server.deposit, needed: current.accepted + requirements.amount })) === false) return undefined;
     } else if (code && !RETRYABLE.includes(code)) {
       return undefined;
     }
@@ -145,7 +151,7 @@ export class ChannelPayer {
     const limit = current.owedLimit ?? 0n;
     const owed = receipt.owed !== undefined && receipt.owed <= limit ? receipt.owed : 0n;
     const owedLimit = receipt.maxAmount === undefined && owed === 0n ? 0n : limit;
-    await this.store.save(this.channel.id, withOwed({ accepted: receipt.cumulativeAmount, signedMax: current.signedMax }, owed, owedLimit));
+    await this.store.save(this.channel.id, withOwed({ ...current, accepted: receipt.cumulativeAmount }, owed, owedLimit));
   }
 }
 

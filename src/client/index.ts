@@ -12,4 +12,5 @@ export {
   type Wallet,
 } from "./channel.js";
 export { createPaidFetch, type PaidFetch, type PaidFetchOptions } from "./paidFetch.js";
+export type { AutoTopUpOptions, LowBalanceEvent, LowBalanceOptions, TopUpOutcome } from "./lowBalance.js";
 export { MemoryStateStore, WebStorageStateStore, type ChannelState, type ChannelStateStore } from "./stateStore.js";

@@ -12,12 +12,18 @@ import {
   type Receipt,
 } from "../protocol/wire.js";
 import { ChannelPayer, type ChannelPayerOptions } from "./ChannelPayer.js";
+import { LowBalanceWatch, type AutoTopUpOptions, type LowBalanceOptions } from "./lowBalance.js";
 import type { ChannelState } from "./stateStore.js";
 
 export type PaidFetchOptions = ChannelPayerOptions & {
   fetch?: typeof globalThis.fetch;
   /** Called with each receipt (e.g. to top up when `remaining` runs low). */
   onReceipt?: (receipt: Receipt) => void | Promise<void>;
+  /** Call `onLowBalance` once each time a receipt's `remaining` falls below `threshold` (off by default). */
+  lowBalance?: LowBalanceOptions;
+  /** Top the channel up on chain by `amount` when it runs low (below `lowBalance.threshold`, or a
+   * request refused for the deposit), at most `cap` per `period` seconds (off by default). */
+  autoTopUp?: AutoTopUpOptions;
 };
 
 export type PaidFetch = typeof globalThis.fetch & {
@@ -32,7 +38,13 @@ const MAX_ATTEMPTS = 3;
 const NETWORK_RETRIES = 2;
 
 export function createPaidFetch(options: PaidFetchOptions): PaidFetch {
-  const payer = new ChannelPayer(options);
+  // The payer and the watch need each other: the payer asks the watch for a top-up when a request is
+  // refused for the deposit, and the watch keeps its spending in the payer's store.
+  const watch: LowBalanceWatch = new LowBalanceWatch(options.channel, { state: () => payer.state(), save: (s) => payer.save(s) }, options.lowBalance, options.autoTopUp);
+  const payer: ChannelPayer = new ChannelPayer({
+    ...options,
+    onInsufficientDeposit: options.onInsufficientDeposit ?? (options.autoTopUp && (() => watch.onInsufficientDeposit())),
+  });
   const fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
   const knownPrices = new Map<string, PaymentRequirements>();
   let queue: Promise<unknown> = Promise.resolve();
@@ -88,6 +100,7 @@ export function createPaidFetch(options: PaidFetchOptions): PaidFetch {
       const receipt = decodeReceipt(receiptHeader);
       await payer.recordReceipt(receipt);
       await options.onReceipt?.(receipt);
+      await watch.observe(receipt.remaining);
     }
     return response;
   }

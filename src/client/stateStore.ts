@@ -10,9 +10,14 @@ export type ChannelState = {
   /** The most the channel may owe: what this client authorized on metered requests beyond their
    * prepaid price and has not paid yet. A server saying it is owed more is not followed. */
   owedLimit?: bigint;
+  /** What automatic top-ups added in the current period (see lowBalance.ts), so a reload keeps the cap. */
+  topUps?: TopUpPeriod;
 };
 
-type StoredState = { accepted: string; signedMax: string; owed?: string; owedLimit?: string };
+/** The automatic top-ups of one spending period: when it started (unix seconds) and their total. */
+export type TopUpPeriod = { since: number; amount: bigint };
+
+type StoredState = { accepted: string; signedMax: string; owed?: string; owedLimit?: string; topUps?: { since: number; amount: string } };
 
 /** A state as JSON stores keep it: amounts as decimal strings. */
 export function encodeState(state: ChannelState): StoredState {
@@ -21,6 +26,7 @@ export function encodeState(state: ChannelState): StoredState {
     signedMax: state.signedMax.toString(),
     ...(state.owed !== undefined && { owed: state.owed.toString() }),
     ...(state.owedLimit !== undefined && { owedLimit: state.owedLimit.toString() }),
+    ...(state.topUps && { topUps: { since: state.topUps.since, amount: state.topUps.amount.toString() } }),
   };
 }
 
@@ -30,6 +36,7 @@ export function decodeState(stored: StoredState): ChannelState {
     signedMax: BigInt(stored.signedMax),
     ...(stored.owed !== undefined && { owed: BigInt(stored.owed) }),
     ...(stored.owedLimit !== undefined && { owedLimit: BigInt(stored.owedLimit) }),
+    ...(stored.topUps && { topUps: { since: stored.topUps.since, amount: BigInt(stored.topUps.amount) } }),
   };
 }
 
@@ -44,7 +51,7 @@ export class MemoryStateStore implements ChannelStateStore {
     return this.states.get(channelId);
   }
   async save(channelId: string, state: ChannelState) {
-    this.states.set(channelId, { ...state });
+    this.states.set(channelId, { ...state, ...(state.topUps && { topUps: { ...state.topUps } }) });
   }
 }
 

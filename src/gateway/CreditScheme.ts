@@ -58,9 +58,11 @@ export class CreditScheme implements PaymentScheme {
     this.keys = new LruMap(options.keyCacheSize ?? 50_000);
   }
 
-  requirements(quote: Quote): CreditRequirements | undefined {
+  /** The credit terms; answering a refusal that read the account's balance, with what it has left. */
+  requirements(quote: Quote, refusal?: PaymentError): CreditRequirements | undefined {
     const price = quote.get(this.asset);
     if (price === undefined) return undefined;
+    const balance = typeof refusal?.details?.balance === "string" ? BigInt(refusal.details.balance) : undefined;
     return {
       scheme: CREDIT_SCHEME,
       network: CREDIT_NETWORK,
@@ -68,7 +70,12 @@ export class CreditScheme implements PaymentScheme {
       asset: this.asset,
       payTo: this.seller,
       maxTimeoutSeconds: this.maxTimeoutSeconds,
-      extra: { decimals: FIAT_DECIMALS, ...(this.topUpPath && { topUp: this.topUpPath }), ...(quote.pricing && { price: quote.pricing }) },
+      extra: {
+        decimals: FIAT_DECIMALS,
+        ...(this.topUpPath && { topUp: this.topUpPath }),
+        ...(quote.pricing && { price: quote.pricing }),
+        ...(balance !== undefined && { remaining: balance > 0n ? balance : 0n }),
+      },
     };
   }
 
@@ -128,7 +135,13 @@ export class CreditScheme implements PaymentScheme {
           throw new PaymentError(
             "credit_suspended",
             `The credit account's balance is ${outcome.balance} (a refund or dispute after spending): it cannot pay until a top-up settles it.`,
-            { balance: String(outcome.balance), price: price.toString(), ...(this.topUpPath && { topUp: this.topUpPath }) },
+            { reason: "negative_balance", balance: String(outcome.balance), price: price.toString(), ...(this.topUpPath && { topUp: this.topUpPath }) },
+          );
+        case "RECHARGE_FAILED":
+          throw new PaymentError(
+            "credit_suspended",
+            "The credit account is suspended: its saved card was declined on every automatic recharge. Top it up (or update the card) to spend again.",
+            { reason: "recharge_failed", balance: String(outcome.balance), price: price.toString(), ...(this.topUpPath && { topUp: this.topUpPath }) },
           );
         case "INSUFFICIENT_CREDIT":
           throw new PaymentError("insufficient_credit", `The credit account holds ${outcome.balance}, less than the price ${price}; top it up.`, {

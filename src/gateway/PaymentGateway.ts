@@ -142,7 +142,13 @@ export class PaymentGateway implements PaymentScheme {
         ...(maxAmount !== undefined && { maxAmount }),
         ...(pricing && { price: pricing }),
         ...(channel && {
-          channel: { channelId: channel.id, acceptedCumulative: channel.acceptedCumulative, deposit: channel.deposit, owed: channel.owed },
+          channel: {
+            channelId: channel.id,
+            acceptedCumulative: channel.acceptedCumulative,
+            deposit: channel.deposit,
+            owed: channel.owed,
+            remaining: spendable(channel.deposit, channel.acceptedCumulative + (channel.owed ?? 0n)),
+          },
         }),
       },
     };
@@ -461,4 +467,9 @@ function sameConfig(a: ChannelConfig, b: ChannelConfig): boolean {
     a.withdrawDelay === b.withdrawDelay &&
     a.salt.toLowerCase() === b.salt.toLowerCase()
   );
+}
+
+/** What a channel's further vouchers may still spend: its deposit less what is committed, at least 0. */
+function spendable(deposit: bigint, committed: bigint): bigint {
+  return deposit > committed ? deposit - committed : 0n;
 }

@@ -2,7 +2,7 @@
 // the single spend statement (acceptCredit.ts), voids and booking through creditBooking.ts. The
 // accounts it charged are booked into the journal every `bookingIntervalMs` and on close.
 import type { CreditStore } from "../gateway/CreditStore.js";
-import { acceptCredit, claimCreditRetry, type CreditCharge, type CreditOutcome } from "./acceptCredit.js";
+import { acceptCredit, claimCreditRetry, type CreditCharge, type CreditOutcome, type SpendOptions } from "./acceptCredit.js";
 import { bookCredit, voidCreditPayment } from "./creditBooking.js";
 import { findCreditKey } from "./credit.js";
 import type { Database } from "./db.js";
@@ -14,7 +14,7 @@ export class LedgerCreditStore implements CreditStore {
 
   constructor(
     private readonly db: Pick<Database, "prisma" | "sql">,
-    private readonly options: { bookingIntervalMs?: number; onBookingError?: (error: unknown) => void } = {},
+    private readonly options: { bookingIntervalMs?: number; onBookingError?: (error: unknown) => void } & SpendOptions = {},
   ) {
     this.timer = setInterval(() => void this.book(), options.bookingIntervalMs ?? 1_000);
     this.timer.unref();
@@ -25,7 +25,7 @@ export class LedgerCreditStore implements CreditStore {
   }
 
   async spend(charges: CreditCharge[]): Promise<CreditOutcome[]> {
-    const outcomes = await acceptCredit(this.db.sql, charges);
+    const outcomes = await acceptCredit(this.db.sql, charges, { lowBalance: this.options.lowBalance });
     outcomes.forEach((outcome, i) => outcome.ok && this.dirty.add(charges[i]!.accountId));
     return outcomes;
   }

@@ -9,7 +9,11 @@
 //     below zero is refused until a top-up settles it;
 //   - no standing payment already holds this request's key (a byte-identical retry is not charged
 //     twice; a unique index backs this up across processes);
-//   - then a payment row per accepted charge.
+//   - the account is not suspended (auto-recharge kept failing: src/rails/Dunning.ts);
+//   - then a payment row per accepted charge, and, when the seller set a low-balance threshold and
+//     this charge took the balance from at or above it to below it, a notice in the outbox
+//     (credit_notice) — in the same statement, so exactly one per crossing, and none for a charge
+//     that rolled back.
 //
 // Postgres's row lock on the account and the re-checked WHERE are the serialization: a second
 // process charging the same account waits for the first and re-checks the balance against the
@@ -40,6 +44,8 @@ export type CreditRefusal =
   | "DUPLICATE_REQUEST"
   /** The balance is below zero (a refund or dispute after spending): no spending until settled. */
   | "SUSPENDED"
+  /** Auto-recharge of the saved card kept failing: no spending until a top-up is paid. */
+  | "RECHARGE_FAILED"
   | "INSUFFICIENT_CREDIT"
   /** The row changed while the statement waited for it: decide again. */
   | "CONFLICT";
@@ -57,15 +63,24 @@ WITH i AS (
   FROM i JOIN credit_key k ON k.id = i.key_id AND k.account_id = i.account_id AND k.revoked_at IS NULL
   WHERE a.id = i.account_id
     AND a.granted - a.spent >= i.price
+    AND a.suspended_at IS NULL
     AND NOT EXISTS (SELECT 1 FROM credit_payment p WHERE p.account_id = i.account_id AND p.request_key = i.request_key AND p.status = 'ACCEPTED')
-  RETURNING a.id, a.granted - a.spent AS remaining
+  RETURNING a.id, a.asset, a.granted - a.spent AS remaining, i.price
 ), paid AS (
   INSERT INTO credit_payment (id, account_id, key_id, seller, request_key, price, pricing)
   SELECT i.payment_id, i.account_id, i.key_id, i.seller, i.request_key, i.price, i.pricing
   FROM i JOIN accepted a ON a.id = i.account_id
+), noticed AS (
+  -- The balance before this charge is remaining + price: a crossing is at or above, then below.
+  INSERT INTO credit_notice (id, account_id, type, data)
+  SELECT gen_random_uuid(), a.id, 'credit.low_balance',
+         jsonb_build_object('accountId', a.id, 'asset', a.asset, 'balance', a.remaining::text, 'threshold', $8::numeric::text)
+  FROM accepted a
+  WHERE $8::numeric IS NOT NULL AND a.remaining < $8::numeric AND a.remaining + a.price >= $8::numeric
 )
 SELECT i.ord::int AS ord, a.id IS NOT NULL AS ok, a.remaining::text AS remaining,
        k.id IS NOT NULL AS key_found, k.revoked_at IS NOT NULL AS revoked, (c.granted - c.spent)::text AS balance,
+       c.suspended_at IS NOT NULL AS recharge_failed,
        CASE WHEN a.id IS NULL THEN EXISTS (SELECT 1 FROM credit_payment p WHERE p.account_id = i.account_id
          AND p.request_key = i.request_key AND p.status = 'ACCEPTED') END AS duplicate
 FROM i
@@ -74,14 +89,28 @@ LEFT JOIN credit_key k ON k.id = i.key_id AND k.account_id = i.account_id
 LEFT JOIN credit_account c ON c.id = i.account_id
 ORDER BY i.ord`;
 
-type Row = { ord: number; ok: boolean; remaining: string | null; key_found: boolean; revoked: boolean | null; balance: string | null; duplicate: boolean | null };
+type Row = {
+  ord: number;
+  ok: boolean;
+  remaining: string | null;
+  key_found: boolean;
+  revoked: boolean | null;
+  balance: string | null;
+  recharge_failed: boolean | null;
+  duplicate: boolean | null;
+};
+
+export type SpendOptions = {
+  /** Write a `credit.low_balance` notice when a charge takes the balance below this (base units). */
+  lowBalance?: bigint;
+};
 
 /**
  * Accepts each charge its account's balance covers. Results are in input order; a refused charge does
  * not affect the others. Charges on one account apply in input order, one statement per position
  * (the gateway's group commit sends one per account).
  */
-export async function acceptCredit(sql: Sql, charges: CreditCharge[]): Promise<CreditOutcome[]> {
+export async function acceptCredit(sql: Sql, charges: CreditCharge[], options: SpendOptions = {}): Promise<CreditOutcome[]> {
   const outcomes: CreditOutcome[] = new Array(charges.length);
   const rounds: number[][] = [];
   const seen = new Map<string, number>();
@@ -95,13 +124,13 @@ export async function acceptCredit(sql: Sql, charges: CreditCharge[]): Promise<C
     (rounds[round] ??= []).push(index);
   });
   for (const round of rounds) {
-    const results = await acceptDistinct(sql, round.map((i) => charges[i]!));
+    const results = await acceptDistinct(sql, round.map((i) => charges[i]!), options);
     round.forEach((index, k) => (outcomes[index] = results[k]!));
   }
   return outcomes;
 }
 
-async function acceptDistinct(sql: Sql, charges: CreditCharge[]): Promise<CreditOutcome[]> {
+async function acceptDistinct(sql: Sql, charges: CreditCharge[], options: SpendOptions): Promise<CreditOutcome[]> {
   // Rows are locked in account-id order, so two statements over overlapping accounts cannot deadlock.
   const order = charges.map((_, i) => i).sort((a, b) => (charges[a]!.accountId < charges[b]!.accountId ? -1 : 1));
   const sorted = order.map((i) => charges[i]!);
@@ -118,6 +147,7 @@ async function acceptDistinct(sql: Sql, charges: CreditCharge[]): Promise<Credit
         paymentIds,
         sorted.map((c) => c.requestKey),
         sorted.map((c) => c.pricing ?? null),
+        options.lowBalance?.toString() ?? null,
       ],
       "paychan_spend_credit",
     ));
@@ -125,7 +155,7 @@ async function acceptDistinct(sql: Sql, charges: CreditCharge[]): Promise<Credit
     // An identical request that another process committed after this statement's snapshot trips the
     // unique index and fails the whole statement: decide each alone, so only that one is refused.
     if (postgresError(error)?.code === "23505" && charges.length > 1) {
-      const alone = await Promise.all(sorted.map((c) => acceptDistinct(sql, [c])));
+      const alone = await Promise.all(sorted.map((c) => acceptDistinct(sql, [c], options)));
       return unsort(order, alone.map((r) => r[0]!));
     }
     if (postgresError(error)?.code === "23505") return [{ ok: false, refusal: "DUPLICATE_REQUEST" }];
@@ -137,6 +167,7 @@ async function acceptDistinct(sql: Sql, charges: CreditCharge[]): Promise<Credit
     const balance = BigInt(row.balance);
     if (row.revoked) return { ok: false, refusal: "KEY_REVOKED", balance };
     if (row.duplicate) return { ok: false, refusal: "DUPLICATE_REQUEST", balance };
+    if (row.recharge_failed) return { ok: false, refusal: "RECHARGE_FAILED", balance };
     if (balance < 0n) return { ok: false, refusal: "SUSPENDED", balance };
     if (balance < sorted[k]!.price) return { ok: false, refusal: "INSUFFICIENT_CREDIT", balance };
     return { ok: false, refusal: "CONFLICT", balance };

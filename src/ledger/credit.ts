@@ -17,7 +17,8 @@ import type { Sql } from "./sql.js";
 
 /** A webhook event, as src/rails parsed and verified it; amounts in the processor's minor units. */
 export type FiatEvent = { id: string; processor: string } & (
-  | { type: "topup.paid"; topUpId: string; paymentRef: string; currency: string; amountMinor: bigint }
+  /** `customerRef`: the processor's customer whose card was saved for off-session recharges. */
+  | { type: "topup.paid"; topUpId: string; paymentRef: string; currency: string; amountMinor: bigint; customerRef?: string }
   /** `refundedMinor` is the payment's refunded total so far (cumulative). */
   | { type: "payment.refunded"; paymentRef: string; currency: string; refundedMinor: bigint }
   | { type: "dispute.opened" | "dispute.won"; disputeRef: string; paymentRef: string; currency: string; amountMinor: bigint }
@@ -102,14 +103,34 @@ export async function findCreditKey(sql: Sql, secret: string): Promise<CreditKey
   };
 }
 
-export type CreditBalance = { accountId: string; asset: Asset; granted: bigint; spent: bigint; balance: bigint; suspended: boolean };
+export type CreditBalance = {
+  accountId: string;
+  asset: Asset;
+  granted: bigint;
+  spent: bigint;
+  balance: bigint;
+  /** No spending: the balance is below zero, or auto-recharge kept failing (`suspendedReason`). */
+  suspended: boolean;
+  suspendedReason?: string;
+  /** A card is saved for auto-recharge. */
+  cardSaved: boolean;
+};
 
 export async function creditBalance(db: Db, account: string): Promise<CreditBalance | undefined> {
   const row = await db.creditAccount.findUnique({ where: { id: account } });
   if (!row) return undefined;
   const granted = BigInt(row.granted.toFixed());
   const spent = BigInt(row.spent.toFixed());
-  return { accountId: row.id, asset: row.asset as Asset, granted, spent, balance: granted - spent, suspended: granted < spent };
+  return {
+    accountId: row.id,
+    asset: row.asset as Asset,
+    granted,
+    spent,
+    balance: granted - spent,
+    suspended: granted < spent || row.suspendedAt !== null,
+    ...(row.suspendedReason && { suspendedReason: row.suspendedReason }),
+    cardSaved: row.cardCustomerRef !== null,
+  };
 }
 
 /** Records a top-up before the processor is asked for it, so its webhook always finds it. */
@@ -174,6 +195,15 @@ async function apply(tx: Tx, event: FiatEvent): Promise<Exclude<EventOutcome, "d
       ...cardTopUp({ processor: event.processor, creditAccount: topUp.account_id, asset, amount }),
       metadata: { eventId: event.id, topUpId: event.topUpId, paymentRef: event.paymentRef, amountMinor: event.amountMinor.toString(), currency: event.currency },
     });
+    // A paid top-up ends a suspension for failed recharges, closes the recharge it was an attempt of,
+    // and saves the card it was paid with when the buyer agreed to that.
+    await tx.$executeRaw`
+      UPDATE credit_account SET suspended_at = NULL, suspended_reason = NULL,
+        card_customer_ref = COALESCE(${event.customerRef ?? null}, card_customer_ref)
+      WHERE id = ${topUp.account_id}`;
+    await tx.$executeRaw`
+      UPDATE credit_recharge SET status = 'SUCCEEDED', next_attempt_at = NULL, updated_at = now()
+      WHERE topup_id = ${event.topUpId} AND status IN ('PENDING', 'CHARGED')`;
     // Events about this payment that arrived before it.
     const parked = await tx.$queryRaw<{ event: Json }[]>`
       SELECT event FROM fiat_event WHERE payment_ref = ${event.paymentRef} AND processor = ${event.processor} AND status = 'PARKED' AND id <> ${event.id}

@@ -37,6 +37,8 @@ export const creditRequirementsSchema = z.object({
     topUp: z.string().optional(),
     /** As paychan's (wire.ts): why the price is what it is, and until when it is honoured. */
     price: z.object({ reason: z.string(), validUntil: z.number().int().optional() }).optional(),
+    /** Present when the refusal read the paying account (added in 0.2.0): its balance, at least 0. */
+    remaining: amount.optional(),
   }),
 });
 

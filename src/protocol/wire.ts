@@ -79,9 +79,10 @@ export const requirementsSchema = z.object({
      * second until which a payment at it is honoured (absent: it does not expire). */
     price: z.object({ reason: z.string(), validUntil: z.number().int().optional() }).optional(),
     /** Present when the request named a channel: the server's view, so a client can resync. `owed` is
-     * the metered usage its next voucher must include. */
+     * the metered usage its next voucher must include; `remaining` (deposit − accepted − owed, added in
+     * 0.2.0) is what further vouchers may still spend. */
     channel: z
-      .object({ channelId: bytes32, acceptedCumulative: amount, deposit: amount, owed: amount.optional() })
+      .object({ channelId: bytes32, acceptedCumulative: amount, deposit: amount, owed: amount.optional(), remaining: amount.optional() })
       .optional(),
   }),
 });

@@ -24,6 +24,8 @@ export type FiatRailsOptions = {
   /** The smallest and largest top-up, in minor units. */
   minTopUpMinor?: bigint;
   maxTopUpMinor?: bigint;
+  /** Save the card of each checkout top-up for off-session auto-recharge (src/rails/Dunning.ts). */
+  saveCards?: boolean;
 };
 
 export type PayoutOutcome =
@@ -70,6 +72,7 @@ export class FiatRails {
       amountMinor,
       successUrl: this.options.successUrl,
       cancelUrl: this.options.cancelUrl,
+      ...(this.options.saveCards && { saveCard: true }),
     });
     await noteTopUpSession(this.db.prisma, topUpId, session.sessionRef);
     return { topUpId, url: session.url, amount: minorToBase(this.currency, amountMinor) };

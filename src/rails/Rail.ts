@@ -13,6 +13,19 @@ export type TopUpRequest = {
   amountMinor: bigint;
   successUrl: string;
   cancelUrl: string;
+  /** Save the card for off-session recharges (the checkout tells the buyer so). */
+  saveCard?: boolean;
+};
+
+/** An off-session charge of the card saved for a credit account: one attempt of a recharge. */
+export type SavedCardCharge = {
+  /** paychan's id for this attempt's top-up; it keys the call's idempotency, and the webhook names it. */
+  topUpId: string;
+  rechargeId: string;
+  creditAccountId: string;
+  customerRef: string;
+  currency: string;
+  amountMinor: bigint;
 };
 
 /** Where the buyer pays (a hosted checkout page) and the processor's reference for it. */
@@ -26,6 +39,12 @@ export interface Rail {
   /** Names the processor in the ledger (`clearing:<name>:fiat:USD`) and in webhook URLs. */
   readonly name: string;
   createTopUp(request: TopUpRequest): Promise<TopUpSession>;
+  /**
+   * Charges the saved card off-session. Resolves with the processor's payment reference once it
+   * accepted the charge (the credit still comes only from its webhook); a decline is a definitive
+   * RailError.
+   */
+  chargeSavedCard(request: SavedCardCharge): Promise<{ paymentRef: string }>;
   /**
    * Verifies a webhook's signature on its raw body (and its age) and parses it; throws a
    * RailWebhookError for anything not signed by the processor.

@@ -3,13 +3,15 @@
 // `checkout.session.completed` / `checkout.session.async_payment_succeeded`; `charge.refunded`,
 // `charge.dispute.created` and `charge.dispute.closed` take it back or restore it), Connect
 // Transfers to a seller's connected account and Payouts on that account (seller payouts), Transfer
-// Reversals (a payout that failed after its transfer), and Balance Transactions (reconciliation).
+// Reversals (a payout that failed after its transfer), Balance Transactions (reconciliation), and,
+// for auto-recharge, the Customer a checkout saves the card on and an off-session PaymentIntent on
+// it (credited from `payment_intent.succeeded`).
 //
 // Every POST carries an idempotency key derived from paychan's own ids, so the SDK's retries after a
 // 5xx or a timeout, and a later run resuming a payout, reuse it and Stripe does the work once.
 import Stripe from "stripe";
 import type { FiatEvent } from "../ledger/credit.js";
-import { RailError, RailWebhookError, type BalanceMovement, type Rail, type TopUpRequest, type TopUpSession, type TransferRequest } from "./Rail.js";
+import { RailError, RailWebhookError, type BalanceMovement, type Rail, type SavedCardCharge, type TopUpRequest, type TopUpSession, type TransferRequest } from "./Rail.js";
 
 export type StripeRailOptions = {
   secretKey: string;
@@ -59,7 +61,8 @@ export class StripeRail implements Rail {
             },
           ],
           metadata,
-          payment_intent_data: { metadata },
+          payment_intent_data: { metadata, ...(request.saveCard && { setup_future_usage: "off_session" as const }) },
+          ...(request.saveCard && { customer_creation: "always" as const }),
           success_url: request.successUrl,
           cancel_url: request.cancelUrl,
         },
@@ -68,6 +71,30 @@ export class StripeRail implements Rail {
     );
     if (!session.url) throw new RailError(`Stripe created checkout session ${session.id} without a URL.`, true);
     return { sessionRef: session.id, url: session.url };
+  }
+
+  async chargeSavedCard(request: SavedCardCharge): Promise<{ paymentRef: string }> {
+    const methods = await call(() => this.stripe.paymentMethods.list({ customer: request.customerRef, type: "card", limit: 1 }));
+    const card = methods.data[0];
+    if (!card) throw new RailError(`Stripe customer ${request.customerRef} has no saved card.`, true);
+    const intent = await call(() =>
+      this.stripe.paymentIntents.create(
+        {
+          amount: minorNumber(request.amountMinor),
+          currency: request.currency.toLowerCase(),
+          customer: request.customerRef,
+          payment_method: card.id,
+          off_session: true,
+          confirm: true,
+          metadata: { paychan_topup: request.topUpId, paychan_recharge: request.rechargeId, paychan_credit_account: request.creditAccountId },
+        },
+        { idempotencyKey: `paychan:recharge:${request.topUpId}` },
+      ),
+    );
+    if (intent.status !== "succeeded" && intent.status !== "processing") {
+      throw new RailError(`Stripe left the recharge's payment ${intent.id} ${intent.status}.`, true);
+    }
+    return { paymentRef: intent.id };
   }
 
   parseWebhook(rawBody: Buffer, headers: Record<string, string | string[] | undefined>): FiatEvent {
@@ -146,7 +173,23 @@ function toFiatEvent(event: Stripe.Event): FiatEvent {
       const topUpId = session.client_reference_id ?? session.metadata?.paychan_topup;
       const payment = paymentRef(session.payment_intent);
       if (session.payment_status !== "paid" || !topUpId || !payment || session.amount_total === null || !session.currency) break;
-      return { ...base, type: "topup.paid", topUpId, paymentRef: payment, currency: session.currency.toUpperCase(), amountMinor: BigInt(session.amount_total) };
+      const customer = paymentRef(session.customer);
+      return {
+        ...base,
+        type: "topup.paid",
+        topUpId,
+        paymentRef: payment,
+        currency: session.currency.toUpperCase(),
+        amountMinor: BigInt(session.amount_total),
+        ...(customer && { customerRef: customer }),
+      };
+    }
+    case "payment_intent.succeeded": {
+      // Only a recharge is credited from its payment: a checkout's payment is credited from its session.
+      const intent = event.data.object;
+      const topUpId = intent.metadata?.paychan_topup;
+      if (!intent.metadata?.paychan_recharge || !topUpId) break;
+      return { ...base, type: "topup.paid", topUpId, paymentRef: intent.id, currency: intent.currency.toUpperCase(), amountMinor: BigInt(intent.amount_received) };
     }
     case "charge.refunded": {
       const charge = event.data.object;

@@ -6,6 +6,7 @@
 import express, { type Request, type Response, type Router } from "express";
 import { createCreditAccount, creditBalance, findCreditKey, issueCreditKey, revokeCreditKey, KEY_PREFIX } from "../ledger/credit.js";
 import { parseMajor } from "../ledger/currency.js";
+import { noticesOf, rechargesOf } from "../ledger/dunning.js";
 import { setSellerDestination } from "../ledger/payouts.js";
 import type { FiatRails } from "./FiatRails.js";
 import { TopUpError } from "./FiatRails.js";
@@ -75,7 +76,9 @@ export function operatorFiatRoutes(fiat: FiatRails): Router {
   router.get("/credit/accounts/:id", async (req, res) => {
     const balance = await creditBalance(db, req.params.id!);
     if (!balance) return void res.status(404).json({ error: "not_found", message: `No credit account ${req.params.id}.` });
-    res.json(JSON.parse(JSON.stringify(balance, (_k, v) => (typeof v === "bigint" ? v.toString() : v))));
+    // With its recharges and notices, so the operator sees why an account is suspended and what the seller was told.
+    const account = { ...balance, recharges: await rechargesOf(db, balance.accountId), notices: await noticesOf(db, balance.accountId) };
+    res.json(JSON.parse(JSON.stringify(account, (_k, v) => (typeof v === "bigint" ? v.toString() : v))));
   });
   router.put("/credit/sellers/:seller", async (req, res) => {
     const destination = req.body?.destination;

@@ -31,8 +31,9 @@ import {
   type PaymentRequirements,
 } from "../protocol/wire.js";
 
-/** `createPaidFetch`'s options, less its transport: the stock client brings its own. */
-export type PaychanSchemeClientOptions = Omit<PaidFetchOptions, "fetch">;
+/** `createPaidFetch`'s options, less its transport (the stock client brings its own) and its
+ * low-balance watch (it follows receipts the stock transport owns). */
+export type PaychanSchemeClientOptions = Omit<PaidFetchOptions, "fetch" | "lowBalance" | "autoTopUp">;
 
 export class PaychanSchemeClient implements SchemeNetworkClient {
   readonly scheme = SCHEME;

@@ -5,6 +5,8 @@
 // request for assertions, and injects faults: a 5xx that does nothing, or a delay past the client's
 // timeout after the work is done (the response is lost, the work is not). It also builds the
 // webhook events a payment produces, for tests to deliver (signed with the SDK's own helper).
+// A checkout that saves the card creates a Customer with a card PaymentMethod; an off-session
+// PaymentIntent on it succeeds, or is declined (402 card_error) as often as `declineCard` says.
 import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -29,6 +31,10 @@ export type FakeStripe = {
   refund(paymentIntent: string, amountMinor: number): Record<string, any>;
   dispute(paymentIntent: string, amountMinor: number): Record<string, any>;
   disputeWon(disputeId: string): Record<string, any>;
+  /** The next `times` off-session charges of this customer's card are declined (card_declined). */
+  declineCard(customerId: string, times: number): void;
+  /** The `payment_intent.succeeded` event of a payment intent created here. */
+  paymentIntentSucceeded(paymentIntentId: string): Record<string, any>;
   /** A balance movement nobody booked (a manual adjustment), for reconciliation tests. */
   adjust(amountMinor: number, description: string): void;
   close(): Promise<void>;
@@ -46,6 +52,7 @@ export async function startFakeStripe(): Promise<FakeStripe> {
   const transactions: Record<string, any>[] = [];
   const idempotent = new Map<string, { body: string; status: number; response: unknown }>();
   const faults: { method: string; path: RegExp; fault: Fault; left: number }[] = [];
+  const declines = new Map<string, number>(); // by customer
   let counter = 0;
   const id = (prefix: string) => `${prefix}_test_${(++counter).toString().padStart(6, "0")}`;
   const now = () => Math.floor(Date.now() / 1000);
@@ -71,10 +78,51 @@ export async function startFakeStripe(): Promise<FakeStripe> {
         metadata: metadataOf(body, "metadata"),
         success_url: body.success_url,
         cancel_url: body.cancel_url,
+        customer_creation: body.customer_creation ?? null,
+        setup_future_usage: body["payment_intent_data[setup_future_usage]"] ?? null,
       };
       session.url = `https://checkout.stripe.com/c/pay/${session.id}`;
       objects.set(session.id, session);
       return { status: 200, response: session };
+    }
+    if (method === "GET" && path === "/v1/payment_methods") {
+      const customer = query.get("customer");
+      const data = [...objects.values()].filter((o) => o.object === "payment_method" && o.customer === customer);
+      return { status: 200, response: { object: "list", data, has_more: false, url: "/v1/payment_methods" } };
+    }
+    if (method === "POST" && path === "/v1/payment_intents") {
+      const customer = objects.get(body.customer ?? "");
+      const card = objects.get(body.payment_method ?? "");
+      if (!customer || !card || card.customer !== customer.id) {
+        return { status: 400, response: { error: { type: "invalid_request_error", code: "resource_missing", message: "No such payment_method for this customer." } } };
+      }
+      const intent: Record<string, any> = {
+        id: id("pi"),
+        object: "payment_intent",
+        created: now(),
+        livemode: false,
+        amount: Number(body.amount),
+        amount_received: 0,
+        currency: body.currency,
+        customer: customer.id,
+        payment_method: card.id,
+        off_session: body.off_session === "true",
+        confirmation_method: "automatic",
+        metadata: metadataOf(body, "metadata"),
+        status: "requires_payment_method",
+      };
+      objects.set(intent.id, intent);
+      const left = declines.get(customer.id) ?? 0;
+      if (left > 0) {
+        declines.set(customer.id, left - 1);
+        intent.last_payment_error = { type: "card_error", code: "card_declined", decline_code: "insufficient_funds", message: "Your card has insufficient funds." };
+        return { status: 402, response: { error: { ...intent.last_payment_error, payment_intent: intent } } };
+      }
+      Object.assign(intent, { status: "succeeded", amount_received: intent.amount });
+      const charge = { ...fixture("charge"), id: id("ch"), created: now(), amount: intent.amount, amount_captured: intent.amount, currency: intent.currency, payment_intent: intent.id };
+      charges.set(intent.id, charge);
+      txn("charge", "charge", charge.amount, Math.round(charge.amount * 0.029) + 30, charge, "Prepaid credit (recharge)");
+      return { status: 200, response: intent };
     }
     if (method === "POST" && path === "/v1/transfers") {
       const transfer = { ...fixture("transfer"), id: id("tr"), created: now(), amount: Number(body.amount), currency: body.currency, destination: body.destination, transfer_group: body.transfer_group ?? null, metadata: metadataOf(body, "metadata") };
@@ -169,6 +217,13 @@ export async function startFakeStripe(): Promise<FakeStripe> {
       // Stripe's fee: 2.9% + 30¢, rounded.
       txn("charge", "charge", charge.amount, Math.round(charge.amount * 0.029) + 30, charge, "Prepaid credit");
       Object.assign(session, { payment_intent: paymentIntent, payment_status: "paid", status: "complete" });
+      if (session.customer_creation === "always" || session.setup_future_usage === "off_session") {
+        const customer = { id: id("cus"), object: "customer", created: now(), livemode: false, metadata: {} };
+        const card = { id: id("pm"), object: "payment_method", type: "card", created: now(), livemode: false, customer: customer.id, card: { brand: "visa", last4: "4242", exp_month: 12, exp_year: 2030 }, metadata: {} };
+        objects.set(customer.id, customer);
+        objects.set(card.id, card);
+        session.customer = customer.id;
+      }
       return event("checkout.session.completed", { ...session });
     },
     refund(paymentIntent, amountMinor) {
@@ -192,6 +247,14 @@ export async function startFakeStripe(): Promise<FakeStripe> {
       d.status = "won";
       txn("adjustment", "dispute_reversal", d.amount, -1500, d, `Chargeback reversal for ${d.charge}`);
       return event("charge.dispute.closed", { ...d });
+    },
+    declineCard(customerId, times) {
+      declines.set(customerId, times);
+    },
+    paymentIntentSucceeded(paymentIntentId) {
+      const intent = objects.get(paymentIntentId);
+      if (!intent || intent.status !== "succeeded") throw new Error(`no succeeded payment intent ${paymentIntentId}`);
+      return event("payment_intent.succeeded", { ...intent });
     },
     adjust(amountMinor, description) {
       txn("adjustment", "other_adjustment", amountMinor, 0, { id: id("adj"), object: "adjustment", currency: "usd" }, description);

@@ -12,7 +12,7 @@ describe("configuration on the command line", function () {
     const variables = configVariables();
     expect(variables.map((v) => v.name)).to.deep.equal(Object.keys(configSchema.shape));
     for (const v of variables) expect(v.description, v.name).to.have.length.above(10);
-    expect(variables.filter((v) => v.secret).map((v) => v.name)).to.have.members(["OPERATOR_TOKEN", "SETTLER_PRIVATE_KEY", "PAYEE_PRIVATE_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"]);
+    expect(variables.filter((v) => v.secret).map((v) => v.name)).to.have.members(["OPERATOR_TOKEN", "SETTLER_PRIVATE_KEY", "PAYEE_PRIVATE_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "CREDIT_NOTICE_WEBHOOK_SECRET"]);
 
     const help = await runCli(["--help"], {});
     expect(help.code, help.stderr).to.equal(0);
