@@ -7,6 +7,7 @@
 // webhook events a payment produces, for tests to deliver (signed with the SDK's own helper).
 // A checkout that saves the card creates a Customer with a card PaymentMethod; an off-session
 // PaymentIntent on it succeeds, or is declined (402 card_error) as often as `declineCard` says.
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -54,7 +55,9 @@ export async function startFakeStripe(): Promise<FakeStripe> {
   const faults: { method: string; path: RegExp; fault: Fault; left: number }[] = [];
   const declines = new Map<string, number>(); // by customer
   let counter = 0;
-  const id = (prefix: string) => `${prefix}_test_${(++counter).toString().padStart(6, "0")}`;
+  // Unique across servers too: test suites share databases, and Stripe's ids are unique everywhere.
+  const instance = randomBytes(4).toString("hex");
+  const id = (prefix: string) => `${prefix}_test_${instance}${(++counter).toString().padStart(6, "0")}`;
   const now = () => Math.floor(Date.now() / 1000);
 
   const txn = (type: string, category: string, amount: number, fee: number, source: Record<string, any>, description: string) => {

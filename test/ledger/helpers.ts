@@ -59,13 +59,17 @@ export async function openTestDatabase(kind: DatabaseKind): Promise<Database> {
   };
 }
 
-/** `describe` once per database kind, handing the suite a database opened before and closed after it. */
-export function describeEachDatabase(title: string, suite: (db: () => Database, kind: DatabaseKind) => void): void {
+/**
+ * `describe` once per database kind, handing the suite a database opened before and closed after it.
+ * Suites share one in-memory PGlite unless `own` is set: a suite whose assertions cover the whole
+ * ledger (reconciliation against a processor's records, say) gets a PGlite of its own.
+ */
+export function describeEachDatabase(title: string, suite: (db: () => Database, kind: DatabaseKind) => void, options: { own?: boolean } = {}): void {
   for (const kind of ["postgres", "pglite"] as const) {
     describe(`${title} [${kind}]`, function () {
       let db: Database | undefined;
       before(async function () {
-        db = await openTestDatabase(kind);
+        db = options.own && kind === "pglite" ? await openDatabase() : await openTestDatabase(kind);
       });
       after(async function () {
         await db?.close();

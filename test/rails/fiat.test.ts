@@ -373,7 +373,7 @@ describeEachDatabase("fiat rails: card top-ups, credit through the paywall, payo
     expect(report.differences.map((d) => d.code)).to.include("FIAT_UNEXPLAINED_MOVEMENT");
     expect(BigInt(report.processorTotals.fees) > 0n).to.equal(true);
   });
-});
+}, { own: true });
 
 describe("fiat rails: two gateway processes on one Postgres", function () {
   it("never spend more credit than the account holds, whatever the race", async () => {
