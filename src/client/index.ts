@@ -12,4 +12,5 @@ export {
   type Wallet,
 } from "./channel.js";
 export { createPaidFetch, type PaidFetch, type PaidFetchOptions } from "./paidFetch.js";
+export { signStepUp, type SignedStepUp, type StepUpRequest } from "../protocol/StepUp.js";
 export { MemoryStateStore, WebStorageStateStore, type ChannelState, type ChannelStateStore } from "./stateStore.js";

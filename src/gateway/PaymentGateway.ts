@@ -10,6 +10,7 @@ import { createHash } from "node:crypto";
 import { getAddress, hexToBytes, zeroAddress, type Address, type Hex } from "viem";
 import { channelId, voucherSigner, type ChannelConfig, type EscrowLocation } from "../protocol/Channel.js";
 import { PaymentError } from "../protocol/Errors.js";
+import { decodeStepUp, stepUpSigner } from "../protocol/StepUp.js";
 import type { SignedVoucher } from "../protocol/Voucher.js";
 import { SCHEME, networkOf, parsePaychanPayment, type PaymentRequirements, type Receipt } from "../protocol/wire.js";
 import { tokenAsset, type Asset } from "../ledger/asset.js";
@@ -144,6 +145,14 @@ export class PaymentGateway implements PaymentScheme {
     const cached = await this.channelFor(voucher.channelId, config);
     if (cached.final) throw cached.final;
     await this.checkSignature(config, voucher);
+    request.admit?.({
+      account: voucher.channelId,
+      payer: config.payer,
+      cumulative: voucher.cumulativeAmount,
+      deposit: cached.seen?.deposit,
+      canStepUp: true,
+      stepUp: request.stepUp === undefined ? undefined : await this.checkStepUp(request.stepUp, config, voucher.channelId),
+    });
 
     const charge: VoucherCharge = {
       channelId: voucher.channelId,
@@ -317,6 +326,18 @@ export class PaymentGateway implements PaymentScheme {
       );
     }
     throw new PaymentError("invalid_signature", "The voucher is not signed by the channel's signer.");
+  }
+
+  /**
+   * A step-up counts only when the channel's payer signed it (ECDSA): the session key signs every
+   * voucher, so an approval it could sign would prove nothing about the payer.
+   */
+  private async checkStepUp(header: string, config: ChannelConfig, id: Hex): Promise<{ spendingLimit: bigint; validUntil: number }> {
+    const stepUp = decodeStepUp(header);
+    if (stepUp.channelId !== id.toLowerCase()) throw new PaymentError("step_up_invalid", "The step-up approval is for another channel.");
+    const signer = await stepUpSigner(stepUp, this.location);
+    if (signer !== getAddress(config.payer)) throw new PaymentError("step_up_invalid", `The step-up approval must be signed by the channel's payer ${config.payer}, not ${signer ?? "an unreadable signature"}.`);
+    return { spendingLimit: stepUp.spendingLimit, validUntil: stepUp.validUntil };
   }
 
   private async hasCode(address: Address): Promise<boolean> {

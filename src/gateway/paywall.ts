@@ -8,16 +8,20 @@
 // second matcher to disagree with and be bypassed.
 //
 // Each decision is handed to `onDecision` (the composition root turns it into a log line and
-// metrics); the paywall itself neither logs nor counts.
+// metrics); the paywall itself neither logs nor counts. With a `risk` gate, each scheme asks it about
+// a payment whose signature checked out, before recording the payment (RiskGate.ts).
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from "express";
 import { PaymentError, isPaymentError } from "../protocol/Errors.js";
+import { STEP_UP_HEADER } from "../protocol/StepUp.js";
 import { HEADERS, X402_VERSION, decodePaymentEnvelope, encodeHeader } from "../protocol/wire.js";
 import { PriceError, PriceTable, type PriceSpec, type Quote } from "../policy/prices.js";
-import type { PaymentScheme, Requirements, Settled } from "./PaymentScheme.js";
+import type { PayerFacts, PaymentScheme, Requirements, Settled } from "./PaymentScheme.js";
+import type { RiskGate } from "./RiskGate.js";
 
 /** A route's price (see PriceSpec), or one computed from the request. */
 export type Price = PriceSpec | ((req: Request) => PriceSpec | Promise<PriceSpec>);
 export type RouteSpec = Price | { price: Price; description?: string; mimeType?: string };
+type ChargeSpec = { price: Price; description?: string; mimeType?: string; route?: string };
 
 export type PaywallOptions = {
   /** Converts USD prices per asset; by default bare bigints are in the first scheme's asset. */
@@ -27,6 +31,8 @@ export type PaywallOptions = {
   onError?: (message: string, error: unknown, req?: Request) => void;
   /** Told every decision on a request to a paywalled route, once it is made. */
   onDecision?: (decision: PaymentDecision, req: Request, res: Response) => void;
+  /** The seller's risk policy (velocity limits, anomaly score, step-up); none by default. */
+  risk?: RiskGate;
 };
 
 /** What the paywall decided about one request. */
@@ -63,7 +69,7 @@ export function paywall(schemes: PaymentScheme | PaymentScheme[], routes: Record
     const method = (second ? first!.toLowerCase() : "all") as Method;
     const path = second ?? first!;
     if (!METHODS.includes(method)) throw new Error(`paywall: unknown method in route "${key}"`);
-    router[method](path, charge(isRouteObject(spec) ? spec : { price: spec }));
+    router[method](path, charge({ ...(isRouteObject(spec) ? spec : { price: spec }), route: key.trim() }));
   }
   // A Router answers OPTIONS for its paths by itself; a CORS preflight must reach the app's own handlers.
   const paysOptions = Object.keys(routes).some((key) => /^options\s/i.test(key.trim()));
@@ -83,8 +89,9 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
   const onError = options.onError ?? ((message: string, error: unknown) => console.error(`${message} ${error instanceof Error ? error.message : String(error)}`));
   const decided = options.onDecision;
   const byName = new Map(list.map((s) => [s.scheme, s]));
+  const risk = options.risk?.policy.active ? options.risk : undefined;
 
-  return (spec: { price: Price; description?: string; mimeType?: string }): RequestHandler =>
+  return (spec: ChargeSpec): RequestHandler =>
     async (req: Request, res: Response, next: NextFunction) => {
       const resource: Resource = {
         url: `${req.protocol}://${req.get("host") ?? "localhost"}${req.originalUrl}`,
@@ -103,6 +110,7 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
       let settled: Settled;
       let handler: PaymentScheme | undefined;
       let started: number | undefined;
+      let release: (() => void) | undefined;
       try {
         started = performance.now();
         const { scheme, header, json } = paymentOf(req, list);
@@ -111,8 +119,16 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
           const offered = list.filter((s) => s.requirements(quote)).map((s) => `"${s.scheme}"`).join(", ");
           throw new PaymentError("unsupported_scheme", `This resource is not paid with "${scheme}" here; it accepts ${offered}.`);
         }
-        settled = await handler.authorize({ header, json }, quote, { method: req.method, url: resource.url });
+        const payee = handler;
+        const admit =
+          risk &&
+          ((payer: PayerFacts) => {
+            const { amount = 0n, asset = "" } = priceIn(payee, quote);
+            release = risk.admit({ ...payer, route: spec.route ?? `${req.method} ${req.route?.path ?? req.path}`, scheme, client: req.ip ?? "", amount, asset });
+          });
+        settled = await handler.authorize({ header, json }, quote, { method: req.method, url: resource.url, admit, stepUp: req.get(STEP_UP_HEADER) });
       } catch (error) {
+        release?.();
         const sent = started !== undefined && !(isPaymentError(error) && error.code === "payment_required");
         const seconds = sent ? (performance.now() - started!) / 1000 : undefined;
         if (isPaymentError(error)) {
@@ -177,7 +193,9 @@ function refuse(res: Response, schemes: PaymentScheme[], quote: Quote, resource:
     accepts,
   };
   res.setHeader(HEADERS.required, encodeHeader(body));
-  res.setHeader("Access-Control-Expose-Headers", HEADERS.required);
+  const retryAfter = error.details?.retryAfter;
+  if (typeof retryAfter === "number") res.setHeader("Retry-After", String(retryAfter));
+  res.setHeader("Access-Control-Expose-Headers", typeof retryAfter === "number" ? `${HEADERS.required}, Retry-After` : HEADERS.required);
   res.status(error.status).json({ error: error.code, message: error.message, ...(error.details && { details: error.details }) });
 }
 

@@ -34,6 +34,10 @@ export const errorStatus = {
   authorization_not_yet_valid: 402,
   authorization_rejected: 402,
   insufficient_balance: 402,
+  rate_limited: 429,
+  step_up_required: 402,
+  step_up_invalid: 402,
+  risk_denied: 403,
   price_unavailable: 500,
   temporarily_unavailable: 503,
 } as const;

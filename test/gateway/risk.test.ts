@@ -1,0 +1,190 @@
+// The risk policy through the real Express paywall, the escrow on the EDR chain and the database:
+// limits hit and released (a fake clock, no sleeps), 429 with Retry-After and the stable code,
+// per-route limits, decisions recorded and readable, and a step-up signed by the payer's wallet.
+import type { AddressInfo } from "node:net";
+import type { Server } from "node:http";
+import { expect } from "chai";
+import express from "express";
+import { zeroAddress } from "viem";
+import { ChainChannelReader } from "../../src/chain/ChainChannelReader.js";
+import { PaymentGateway } from "../../src/gateway/PaymentGateway.js";
+import { RiskGate } from "../../src/gateway/RiskGate.js";
+import { paywall } from "../../src/gateway/paywall.js";
+import type { Database } from "../../src/ledger/db.js";
+import { LedgerPaymentStore } from "../../src/ledger/LedgerPaymentStore.js";
+import { RiskDecisionLog, recentRiskDecisions } from "../../src/ledger/riskDecisions.js";
+import { RiskPolicy, type RiskRules } from "../../src/policy/risk.js";
+import { signStepUp, type StepUpRequest } from "../../src/protocol/StepUp.js";
+import { HEADERS, decodePaymentRequired, decodeReceipt } from "../../src/protocol/wire.js";
+import { deployEscrow, type EscrowFixture } from "../helpers/escrow.js";
+import { PRICE, buyerFetch, openBuyerChannel, type Buyer } from "../helpers/seller.js";
+import { describeEachDatabase } from "../ledger/helpers.js";
+
+type RiskSeller = { url: string; clock: { now: number }; decisions: RiskDecisionLog; close(): Promise<void> };
+
+/** A seller with GET /quote and GET /report (PRICE each) behind a paywall with `rules` on a fake clock. */
+async function startRiskSeller(chain: EscrowFixture, db: Database, rules: RiskRules): Promise<RiskSeller> {
+  const store = new LedgerPaymentStore(db);
+  const gateway = new PaymentGateway({
+    chainId: chain.location.chainId,
+    escrow: chain.escrow.address,
+    payee: chain.payee.account.address,
+    asset: zeroAddress,
+    store,
+    chain: new ChainChannelReader(chain.publicClient, chain.escrow.address),
+    minWithdrawDelay: 3600,
+    closingMarginSeconds: 600,
+  });
+  // On a minute boundary, so the hour window's one-minute slots make Retry-After a round figure.
+  const clock = { now: Math.ceil(Date.now() / 60_000) * 60_000 };
+  const decisions = new RiskDecisionLog(db.sql, { flushMs: 10 });
+  const risk = new RiskGate(new RiskPolicy(rules, () => clock.now), { onDecision: (d) => decisions.record(d) });
+  const app = express();
+  app.use(paywall(gateway, { "GET /quote": PRICE, "GET /report": PRICE }, { risk }));
+  app.get(["/quote", "/report"], (_req, res) => res.json({ ok: true }));
+  const server: Server = await new Promise((resolve) => {
+    const s = app.listen(0, "127.0.0.1", () => resolve(s));
+  });
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    clock,
+    decisions,
+    async close() {
+      await new Promise<void>((resolve, reject) => server.close((e) => (e ? reject(e) : resolve())));
+      await decisions.close();
+      await store.close();
+    },
+  };
+}
+
+async function bodyOf(response: Response) {
+  return (await response.json()) as { error: string; message: string; details?: Record<string, string> };
+}
+
+describeEachDatabase("risk policy through the paywall", (db) => {
+  let chain: EscrowFixture;
+  let seller: RiskSeller | undefined;
+
+  before(async () => {
+    chain = await deployEscrow();
+  });
+  afterEach(async () => {
+    await seller?.close();
+    seller = undefined;
+  });
+
+  it("refuses a channel over its requests per minute with 429, Retry-After and rate_limited, uncharged, and serves it again once the minute slides", async () => {
+    seller = await startRiskSeller(chain, db(), { limits: { channel: { requestsPerMinute: 3 } } });
+    const buyer = await openBuyerChannel(chain);
+    const paidFetch = buyerFetch(buyer);
+    for (let i = 1; i <= 3; i++) expect((await paidFetch(`${seller.url}/quote`)).status, `request ${i}`).to.equal(200);
+    seller.clock.now += 15_000;
+    const limited = await paidFetch(`${seller.url}/quote`);
+    expect(limited.status).to.equal(429);
+    expect(limited.headers.get("retry-after")).to.equal("45");
+    const body = await bodyOf(limited);
+    expect(body.error).to.equal("rate_limited");
+    expect(body.message).to.match(/The channel made 3 requests in the last minute; the limit is 3/);
+    expect(decodePaymentRequired(limited.headers.get(HEADERS.required)!).code).to.equal("rate_limited");
+
+    seller.clock.now += 45_000;
+    const released = await paidFetch(`${seller.url}/quote`);
+    expect(released.status).to.equal(200);
+    // The refused request was never charged: the fourth charge takes the total to 4 × PRICE.
+    expect(decodeReceipt(released.headers.get(HEADERS.response)!).cumulativeAmount).to.equal(4n * PRICE);
+  });
+
+  it("applies a route's own limit to that route only", async () => {
+    seller = await startRiskSeller(chain, db(), { routes: { "GET /report": { payer: { requestsPerMinute: 1 } } } });
+    const paidFetch = buyerFetch(await openBuyerChannel(chain));
+    expect((await paidFetch(`${seller.url}/report`)).status).to.equal(200);
+    expect((await paidFetch(`${seller.url}/report`)).status).to.equal(429);
+    for (let i = 0; i < 3; i++) expect((await paidFetch(`${seller.url}/quote`)).status, `quote ${i}`).to.equal(200);
+  });
+
+  it("limits value per hour per client address across channels, and records each refusal with its reasons", async () => {
+    const asset = "eip155:31337/native";
+    seller = await startRiskSeller(chain, db(), { limits: { client: { valuePerHour: { [asset]: 2n * PRICE } } } });
+    const [first, second] = [buyerFetch(await openBuyerChannel(chain)), buyerFetch(await openBuyerChannel(chain))];
+    expect((await first(`${seller.url}/quote`)).status).to.equal(200);
+    expect((await second(`${seller.url}/quote`)).status).to.equal(200);
+    const limited = await second(`${seller.url}/quote`);
+    expect(limited.status).to.equal(429);
+    expect(limited.headers.get("retry-after")).to.equal("3600");
+
+    await seller.decisions.flush();
+    const [stored] = await recentRiskDecisions(db().sql, { limit: 1 });
+    expect(stored).to.include({ route: "GET /quote", scheme: "paychan", action: "limit", code: "rate_limited", asset, amount: PRICE, steppedUp: false });
+    expect(stored!.client).to.match(/127\.0\.0\.1/);
+    expect(stored!.reasons[0]!.rule).to.equal("client.valuePerHour");
+    expect(stored!.reasons[0]!.message).to.match(/would pass the limit of 2000000000000/);
+
+    seller.clock.now += 3_600_000;
+    expect((await second(`${seller.url}/quote`)).status).to.equal(200);
+  });
+
+  describe("step-up", () => {
+    const rules: RiskRules = { anomaly: { stepUpScore: 50, denyScore: 100, freshDrain: { withinSeconds: 60, percent: 50, points: 60 } } };
+    let buyer: Buyer;
+    const approve = (signer: Parameters<typeof signStepUp>[0], asked: StepUpRequest[]) => async (request: StepUpRequest) => {
+      asked.push(request);
+      return signStepUp(signer, { channelId: request.channelId, spendingLimit: 5n * PRICE, validUntil: Math.floor(seller!.clock.now / 1000) + 600 }, buyer.channel.location);
+    };
+
+    /** Two requests on a channel of 5 × PRICE; the third would spend 60% of it within a minute. */
+    async function drainingChannel(options: Parameters<typeof buyerFetch>[1] = {}) {
+      buyer = await openBuyerChannel(chain, 5n * PRICE);
+      const paidFetch = buyerFetch(buyer, options);
+      for (let i = 1; i <= 2; i++) expect((await paidFetch(`${seller!.url}/quote`)).status, `request ${i}`).to.equal(200);
+      return paidFetch;
+    }
+
+    it("refuses a new channel draining its deposit with step_up_required, explaining why", async () => {
+      seller = await startRiskSeller(chain, db(), rules);
+      const paidFetch = await drainingChannel();
+      const refused = await paidFetch(`${seller.url}/quote`);
+      expect(refused.status).to.equal(402);
+      const body = await bodyOf(refused);
+      expect(body.error).to.equal("step_up_required");
+      expect(body.details).to.include({ channelId: buyer.channel.id, cumulativeAmount: String(3n * PRICE), reasons: "freshDrain" });
+      await seller.decisions.flush();
+      const [stored] = await recentRiskDecisions(db().sql, { account: buyer.channel.id });
+      expect(stored).to.include({ action: "step_up", code: "step_up_required", score: 60 });
+    });
+
+    it("serves the retry once the payer's wallet signs a StepUp (onStepUp), and records the approval", async () => {
+      seller = await startRiskSeller(chain, db(), rules);
+      const asked: StepUpRequest[] = [];
+      const paidFetch = await drainingChannel({ onStepUp: approve(chain.payer as never, asked) });
+      const served = await paidFetch(`${seller.url}/quote`);
+      expect(served.status, await served.clone().text()).to.equal(200);
+      expect(asked).to.have.length(1);
+      expect(asked[0]).to.include({ channelId: buyer.channel.id, cumulativeAmount: 3n * PRICE, reasons: "freshDrain" });
+      expect(decodeReceipt(served.headers.get(HEADERS.response)!).cumulativeAmount).to.equal(3n * PRICE);
+      // The approval is sent with the next requests while it holds: no second prompt.
+      expect((await paidFetch(`${seller.url}/quote`)).status).to.equal(200);
+      expect(asked).to.have.length(1);
+      await seller.decisions.flush();
+      const [stored] = await recentRiskDecisions(db().sql, { account: buyer.channel.id });
+      expect(stored).to.include({ action: "allow", steppedUp: true });
+      expect(stored!.reasons.map((r) => r.rule)).to.deep.equal(["freshDrain", "stepUp"]);
+    });
+
+    it("refuses a StepUp signed by the session key, or by another wallet, with step_up_invalid", async () => {
+      seller = await startRiskSeller(chain, db(), rules);
+      for (const [who, signer] of [
+        ["session key", () => buyer.session],
+        ["stranger", () => chain.stranger],
+      ] as const) {
+        const asked: StepUpRequest[] = [];
+        const paidFetch = await drainingChannel({ onStepUp: async (request) => approve(signer() as never, asked)(request) });
+        const refused = await paidFetch(`${seller.url}/quote`);
+        expect(refused.status, who).to.equal(402);
+        const body = await bodyOf(refused);
+        expect(body.error, who).to.equal("step_up_invalid");
+        expect(body.message, who).to.match(/must be signed by the channel's payer/);
+        expect(refused.headers.get(HEADERS.response), who).to.equal(null);
+      }
+    });
+  });
+});
