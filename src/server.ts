@@ -30,6 +30,9 @@ import { CreditScheme } from "./gateway/CreditScheme.js";
 import { PaymentGateway } from "./gateway/PaymentGateway.js";
 import type { PaymentScheme } from "./gateway/PaymentScheme.js";
 import { paywall, type PaymentDecision, type PaywallOptions, type RouteSpec } from "./gateway/paywall.js";
+import { RiskGate } from "./gateway/RiskGate.js";
+import { RiskDecisionLog, recentRiskDecisions } from "./ledger/riskDecisions.js";
+import { RiskPolicy, type Limits, type RiskRecord, type RiskRules, type VelocityLimits } from "./policy/risk.js";
 import { bookCredit } from "./ledger/creditBooking.js";
 import { FIAT_DECIMALS, parseMajor, minorToBase } from "./ledger/currency.js";
 import { LedgerCreditStore } from "./ledger/LedgerCreditStore.js";
@@ -87,6 +90,9 @@ export type Paychan = {
   /** Options for `paywall()`: the price table, and callbacks that log and count each payment
    * decision (createApp passes them): `paywall(paychan.schemes, routes, paychan.paywallOptions)`. */
   paywallOptions: PaywallOptions;
+  /** The seller's risk policy (RISK_*), when one is configured; its decisions go to `riskDecisions`. */
+  risk?: RiskGate;
+  riskDecisions: RiskDecisionLog;
   close(): Promise<void>;
 };
 
@@ -217,6 +223,21 @@ export async function startPaychan(config: Config, options: StartOptions = {}): 
     await db.close();
     throw error;
   });
+  const riskDecisions = new RiskDecisionLog(db.sql, {
+    onError: (error, dropped) => {
+      if (isDatabaseFailure(error)) metrics.databaseError("risk");
+      log.warn({ dropped, ...errorFields(log, error) }, "risk: could not record decisions; they are only in this log");
+    },
+  });
+  const policy = new RiskPolicy(riskRulesOf(config, gateway.defaultAsset));
+  const risk = policy.active
+    ? new RiskGate(policy, {
+        onDecision: (record) => {
+          logRisk(log, record);
+          riskDecisions.record(record);
+        },
+      })
+    : undefined;
   const scope: MirrorScope = { chainId, escrow: gateway.location.escrow, payee: gateway.payee };
   collectFromDatabase(metrics, { db, publicClient, scope, fromBlock: config.WATCH_FROM_BLOCK, asset: gateway.defaultAsset });
   return {
@@ -232,8 +253,11 @@ export async function startPaychan(config: Config, options: StartOptions = {}): 
     confirmations,
     metrics,
     log,
+    risk,
+    riskDecisions,
     paywallOptions: {
       prices,
+      risk,
       onError: (message, error, req) => {
         if (isDatabaseFailure(error)) metrics.databaseError("paywall");
         log.error({ reqId: req?.res && requestIdOf(req.res), ...errorFields(log, error) }, message.replace(/:$/, ""));
@@ -244,6 +268,7 @@ export async function startPaychan(config: Config, options: StartOptions = {}): 
       },
     },
     async close() {
+      await riskDecisions.close();
       await store.close();
       await creditStore?.close();
       await db.close();
@@ -382,6 +407,46 @@ function collectFromDatabase(
   });
 }
 
+/** The risk rules RISK_* configure (value limits in `asset`, the channel's); none by default. */
+export function riskRulesOf(config: Config, asset: Asset): RiskRules {
+  const limits = (requestsPerMinute: number | undefined, valuePerHour: bigint | undefined): Limits | undefined =>
+    requestsPerMinute === undefined && valuePerHour === undefined
+      ? undefined
+      : { ...(requestsPerMinute !== undefined && { requestsPerMinute }), ...(valuePerHour !== undefined && { valuePerHour: { [asset]: valuePerHour } }) };
+  const velocity = (entries: [keyof VelocityLimits, Limits | undefined][]): VelocityLimits => Object.fromEntries(entries.filter(([, l]) => l !== undefined));
+  const routes = Object.fromEntries(
+    Object.entries(config.RISK_ROUTES ?? {}).map(([route, byDimension]) => [
+      route.trim().replace(/\s+/, " ").replace(/^[a-z]+(?= )/, (m) => m.toUpperCase()),
+      velocity(Object.entries(byDimension).map(([d, l]) => [d as keyof VelocityLimits, limits(l?.requestsPerMinute, l?.valuePerHour === undefined ? undefined : BigInt(l.valuePerHour))])),
+    ]),
+  );
+  return {
+    limits: velocity([
+      ["channel", limits(config.RISK_CHANNEL_REQUESTS_PER_MINUTE, config.RISK_CHANNEL_VALUE_PER_HOUR)],
+      ["payer", limits(config.RISK_PAYER_REQUESTS_PER_MINUTE, config.RISK_PAYER_VALUE_PER_HOUR)],
+      ["client", limits(config.RISK_CLIENT_REQUESTS_PER_MINUTE, config.RISK_CLIENT_VALUE_PER_HOUR)],
+    ]),
+    routes,
+    ...(config.RISK_ANOMALY === "on" && {
+      anomaly: {
+        stepUpScore: config.RISK_STEP_UP_SCORE,
+        denyScore: config.RISK_DENY_SCORE,
+        burst: { factor: 10, minRequests: 60, points: 50 },
+        freshDrain: { withinSeconds: 60, percent: 50, points: 60 },
+        payerFanout: { channels: 20, points: 40 },
+      },
+    }),
+  };
+}
+
+/** One line per risk decision that had a reason, with every reason spelled out. */
+function logRisk(log: Logger, record: RiskRecord): void {
+  const { route, scheme, account, payer, client, action, code, score, reasons, steppedUp } = record;
+  const fields = { route, scheme, [scheme === SCHEME ? "channel" : "account"]: account, payer, client, action, code, score, steppedUp, reasons: reasons.map((r) => `${r.rule}: ${r.message}`) };
+  if (action === "allow") log.info(fields, "risk: allowed with reasons");
+  else log.warn(fields, `risk: ${action}`);
+}
+
 /** One line per payment decision: scheme, channel or account, amount, code and latency. */
 function logDecision(log: Logger, decision: PaymentDecision, req: Request, res: Response): void {
   const { scheme, outcome, code, account, amount, asset, seconds, status } = decision;
@@ -483,6 +548,12 @@ export function createOperatorEndpoints(paychan: Paychan, options: { settlement?
   });
   app.get("/metrics", (_req, res, next) => {
     paychan.metrics.render().then((body) => res.setHeader("Content-Type", paychan.metrics.contentType).send(body), next);
+  });
+  app.get("/risk/decisions", (req, res, next) => {
+    const limit = Number(req.query.limit ?? 100);
+    const account = typeof req.query.account === "string" ? req.query.account.toLowerCase() : undefined;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) return void res.status(400).json({ error: "bad_request", message: "limit must be a whole number from 1 to 1000." });
+    recentRiskDecisions(paychan.db.sql, { limit, account }).then((rows) => res.json({ decisions: rows.map((d) => ({ ...d, amount: d.amount.toString() })) }), next);
   });
   if (paychan.fiat) app.use(operatorFiatRoutes(paychan.fiat));
   app.use(answerFailures);
