@@ -162,6 +162,11 @@ export const configSchema = z.object({
     .describe("risk: score each paid request for anomalies (a burst far above the channel's own rate, a new channel draining its deposit, one payer with many channels) and ask for a step-up or deny"),
   RISK_STEP_UP_SCORE: z.coerce.number().int().min(1).default(50).describe("risk: an anomaly score from which the payer's wallet must approve (step_up_required)"),
   RISK_DENY_SCORE: z.coerce.number().int().min(1).default(100).describe("risk: an anomaly score from which a request is refused (risk_denied), approval or not"),
+  RISK_EXPOSURE_WINDOW_SECONDS: seconds
+    .optional()
+    .describe("risk: while a payer's withdrawal finalizes within this many seconds, cap what its channel may owe unclaimed (RISK_EXPOSURE_PERCENT, RISK_EXPOSURE_CAP) and claim early; unset: no cap"),
+  RISK_EXPOSURE_PERCENT: z.coerce.number().int().min(1).max(100).default(50).describe("risk: the exposure cap as a percentage of the channel's deposit"),
+  RISK_EXPOSURE_CAP: amount.optional().describe("risk: the exposure cap in base units of ASSET, when lower than RISK_EXPOSURE_PERCENT of the deposit"),
   LOG_LEVEL: z
     .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
     .default("info")

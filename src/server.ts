@@ -31,6 +31,7 @@ import { PaymentGateway } from "./gateway/PaymentGateway.js";
 import type { PaymentScheme } from "./gateway/PaymentScheme.js";
 import { paywall, type PaymentDecision, type PaywallOptions, type RouteSpec } from "./gateway/paywall.js";
 import { RiskGate } from "./gateway/RiskGate.js";
+import type { ExposureCap } from "./ledger/acceptVouchers.js";
 import { RiskDecisionLog, recentRiskDecisions } from "./ledger/riskDecisions.js";
 import { RiskPolicy, type Limits, type RiskRecord, type RiskRules, type VelocityLimits } from "./policy/risk.js";
 import { bookCredit } from "./ledger/creditBooking.js";
@@ -93,6 +94,9 @@ export type Paychan = {
   /** The seller's risk policy (RISK_*), when one is configured; its decisions go to `riskDecisions`. */
   risk?: RiskGate;
   riskDecisions: RiskDecisionLog;
+  /** Settlement loops running in this process (createSettlement adds its own): a channel refused by
+   * the exposure cap wakes them to claim it. A `work` process elsewhere claims it on its next poll. */
+  settlementWakers: Set<() => void>;
   close(): Promise<void>;
 };
 
@@ -175,6 +179,7 @@ export async function startPaychan(config: Config, options: StartOptions = {}): 
   const db = await openDatabase({ url: config.DATABASE_URL, connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS });
   // Vouchers a previous process accepted but did not live to book.
   await bookAccepted(db.sql);
+  const settlementWakers = new Set<() => void>();
   const store = new LedgerPaymentStore(db, {
     onBookingError: (error) => {
       if (isDatabaseFailure(error)) metrics.databaseError("booking");
@@ -192,6 +197,10 @@ export async function startPaychan(config: Config, options: StartOptions = {}): 
     pendingDepositCap: pendingDepositCapFor(config, confirmations),
     closingMarginSeconds: config.CLOSING_MARGIN_SECONDS,
     onCommit: (batch) => metrics.commit(batch),
+    exposureCap: exposureCapOf(config),
+    onExposureCapped: () => {
+      for (const wake of settlementWakers) wake();
+    },
   });
   let fiat: FiatRails | undefined;
   let credit: CreditScheme | undefined;
@@ -255,6 +264,7 @@ export async function startPaychan(config: Config, options: StartOptions = {}): 
     log,
     risk,
     riskDecisions,
+    settlementWakers,
     paywallOptions: {
       prices,
       risk,
@@ -433,7 +443,7 @@ export function riskRulesOf(config: Config, asset: Asset): RiskRules {
         denyScore: config.RISK_DENY_SCORE,
         burst: { factor: 10, minRequests: 60, points: 50 },
         freshDrain: { withinSeconds: 60, percent: 50, points: 60 },
-        payerFanout: { channels: 20, points: 40 },
+        payerFanout: { channels: 100, points: 40 },
       },
     }),
   };
@@ -573,7 +583,14 @@ export function policyOf(config: Config): SettlementPolicy {
     gasMultiplier: config.SETTLE_GAS_MULTIPLIER,
     watchtowerMarginSeconds: config.WATCHTOWER_MARGIN_SECONDS,
     batchSize: config.SETTLE_BATCH_SIZE,
+    exposureCap: exposureCapOf(config),
   };
+}
+
+/** RISK_EXPOSURE_*: the cap on what a withdrawing channel may owe unclaimed near its deadline; none by default. */
+export function exposureCapOf(config: Config): ExposureCap | undefined {
+  if (config.RISK_EXPOSURE_WINDOW_SECONDS === undefined) return undefined;
+  return { windowSeconds: config.RISK_EXPOSURE_WINDOW_SECONDS, percent: config.RISK_EXPOSURE_PERCENT, absolute: config.RISK_EXPOSURE_CAP };
 }
 
 /** Chain, ledger and voucher store compared; `ok` is false when money is missing. */
@@ -728,6 +745,8 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
     config.POLL_INTERVAL_MS,
     (error) => failed("settlement", error),
   );
+  const wakeForExposure = () => settleLoop.wake();
+  paychan.settlementWakers.add(wakeForExposure);
   let catchingUp = false;
   let progressAt = 0;
   const watcher = new ChainWatcher({
@@ -871,6 +890,7 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
       if (options.log && config.HEARTBEAT_SECONDS > 0) heartbeatLoop.start();
     },
     async stop() {
+      paychan.settlementWakers.delete(wakeForExposure);
       await Promise.all([watchLoop.stop(), settleLoop.stop(), heartbeatLoop.stop()]);
     },
   };

@@ -13,6 +13,8 @@
 //   pglite    unpaid and paid on one gateway, embedded PGlite on disk
 //   replicas  two gateway processes on one Postgres, the load split across them
 //   scale     paid with 1,000,000 channels in the database, against the 1,000-channel figure
+//   risk      paid with the risk policy off and on (every limit and the anomaly score, none of them
+//             reached), alternating RISK_ROUNDS times (default 2) on fresh databases: on / off
 // PROFILE=1 adds an unpaid and a paid run under the V8 CPU profiler and prints where a gateway's CPU
 // time per request goes, paid against unpaid (PROFILE_OUT=<dir> keeps the .cpuprofile files, which
 // Chrome's DevTools open).
@@ -41,7 +43,8 @@ import { freshPostgres } from "./freshPostgres.js";
 const SECONDS = Number(process.env.SECONDS ?? 8);
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 32);
 const VOUCHERS = Number(process.env.VOUCHERS ?? 2500);
-const RUNS = new Set((process.env.RUNS ?? "postgres,latency,pglite,replicas,scale").split(","));
+const RUNS = new Set((process.env.RUNS ?? "postgres,latency,pglite,replicas,scale,risk").split(","));
+const RISK_ROUNDS = Number(process.env.RISK_ROUNDS ?? 2);
 const PROFILE = process.env.PROFILE === "1";
 const PRICE = 1_000_000_000n;
 const BASE_CHANNELS = 1_000;
@@ -64,7 +67,7 @@ type Replica = {
   stop(): Promise<void>;
 };
 /** Starts one gateway process on `databaseUrl`. */
-async function startReplica(databaseUrl: string, options: { fiat?: boolean } = {}): Promise<Replica> {
+async function startReplica(databaseUrl: string, options: { fiat?: boolean; env?: Record<string, string> } = {}): Promise<Replica> {
   const env = {
     ...process.env,
     DATABASE_URL: databaseUrl,
@@ -74,6 +77,7 @@ async function startReplica(databaseUrl: string, options: { fiat?: boolean } = {
     MIN_WITHDRAW_DELAY: "3600",
     BENCH_PRICE: PRICE.toString(),
     ...(options.fiat ? { STRIPE_SECRET_KEY: "sk_test_bench", STRIPE_WEBHOOK_SECRET: "whsec_bench", STRIPE_API_BASE: "http://127.0.0.1:9" } : {}),
+    ...options.env,
   };
   const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "replica.ts")], { env, stdio: ["ignore", "pipe", "inherit"] });
   const base = await new Promise<string>((resolve, reject) => {
@@ -229,13 +233,13 @@ async function postgresCpu(url: string): Promise<number> {
 }
 
 /** A fresh Postgres gateway with `channels` rows in its database (the 32 paid ones among them). */
-async function postgresGateways(count: number, channels: number, fiat = false) {
+async function postgresGateways(count: number, channels: number, fiat = false, env: Record<string, string> = {}) {
   const database = await freshPostgres();
   const seed = await openDatabase({ url: database.url }); // migrates
   await seed.close();
   await addIdleChannels(database.url, channels - CONNECTIONS);
   const replicas: Replica[] = [];
-  for (let i = 0; i < count; i++) replicas.push(await startReplica(database.url, { fiat }));
+  for (let i = 0; i < count; i++) replicas.push(await startReplica(database.url, { fiat, env }));
   return {
     database,
     replicas,
@@ -367,6 +371,38 @@ if (RUNS.has("scale")) {
     console.log(`paid at ${SCALE_CHANNELS.toLocaleString("en")} / at ${BASE_CHANNELS.toLocaleString("en")} channels = ${(paid.rps / figures.paid.rps).toFixed(2)}`);
   }
   await run.stop();
+}
+
+if (RUNS.has("risk")) {
+  // Every check on: three dimensions by count and by value, and the anomaly score. The limits are out
+  // of reach, so every request is paid: the figure is what checking costs, not what refusing saves.
+  const far = "1000000000000000000000000000000";
+  const riskOn: Record<string, string> = {
+    RISK_CHANNEL_REQUESTS_PER_MINUTE: "100000000",
+    RISK_PAYER_REQUESTS_PER_MINUTE: "100000000",
+    RISK_CLIENT_REQUESTS_PER_MINUTE: "100000000",
+    RISK_CHANNEL_VALUE_PER_HOUR: far,
+    RISK_PAYER_VALUE_PER_HOUR: far,
+    RISK_CLIENT_VALUE_PER_HOUR: far,
+    RISK_ANOMALY: "on",
+  };
+  console.log(`\nRisk policy off and on, Postgres, one gateway, ${RISK_ROUNDS} alternating rounds:`);
+  const paid: Record<"off" | "on", number[]> = { off: [], on: [] };
+  for (let round = 0; round < RISK_ROUNDS; round++) {
+    for (const mode of round % 2 === 0 ? (["off", "on"] as const) : (["on", "off"] as const)) {
+      const run = await postgresGateways(1, BASE_CHANNELS, false, mode === "on" ? riskOn : {});
+      const [replica] = run.replicas;
+      await load([replica!.url], "unpaid"); // warm-up
+      await load([replica!.url], "paid-first");
+      const result = await load([replica!.url], "paid");
+      row(`paid, risk ${mode}`, result);
+      checkDurable("vouchers", result, (await replica!.stats()).payments);
+      paid[mode].push(result.rps);
+      await run.stop();
+    }
+  }
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  console.log(`paid with risk on / off = ${(mean(paid.on) / mean(paid.off)).toFixed(2)}   (${Math.round(mean(paid.on))} / ${Math.round(mean(paid.off))} req/s)`);
 }
 
 if (PROFILE) {

@@ -17,6 +17,7 @@ import { tokenAsset, type Asset } from "../ledger/asset.js";
 import type { Quote } from "../policy/prices.js";
 import { LruMap, type ChannelCache, type CodeCache } from "./ChannelCache.js";
 import { GroupCommit, type CommitObserver } from "./GroupCommit.js";
+import { exposureLimit, type ExposureCap } from "../ledger/acceptVouchers.js";
 import type { AcceptOutcome, ChannelReader, ChannelRecord, ChannelSnapshot, PaymentStore, VoucherCharge } from "./PaymentStore.js";
 import type { PaidRequest, PaymentHeader, PaymentScheme, Settled } from "./PaymentScheme.js";
 import { recoverSigner, voucherDigester } from "./signatures.js";
@@ -43,6 +44,13 @@ export type GatewayOptions = {
   channelCacheSize?: number;
   /** Told about each accept statement (its batch size and duration), for metrics. */
   onCommit?: CommitObserver;
+  /** The risk policy's exposure cap: near a withdrawal deadline, what a channel may owe unclaimed
+   * (decided in the accept statement). Default: none. */
+  exposureCap?: ExposureCap;
+  /** Told of a channel refused by the exposure cap that a claim would make room on: wake the
+   * settlement worker. The payer is told to retry after `exposureRetryAfterSeconds` (default 5). */
+  onExposureCapped?: (channelId: Hex) => void;
+  exposureRetryAfterSeconds?: number;
 };
 
 export type Authorization = Settled & {
@@ -78,6 +86,9 @@ export class PaymentGateway implements PaymentScheme {
   private readonly contracts: CodeCache;
   /** First sight of a channel reads the chain and writes the store once, however many requests race. */
   private readonly registering = new Map<Hex, Promise<ChannelRecord>>();
+  private readonly exposureCap: ExposureCap | undefined;
+  private readonly onExposureCapped: GatewayOptions["onExposureCapped"];
+  private readonly exposureRetryAfterSeconds: number;
 
   constructor(options: GatewayOptions) {
     this.location = { chainId: options.chainId, escrow: getAddress(options.escrow) };
@@ -91,7 +102,10 @@ export class PaymentGateway implements PaymentScheme {
     this.store = options.store;
     this.chain = options.chain;
     this.digest = voucherDigester(this.location);
-    const context = { chainId: options.chainId, closingMarginSeconds: this.closingMarginSeconds, pendingDepositCap: options.pendingDepositCap };
+    this.exposureCap = options.exposureCap;
+    this.onExposureCapped = options.onExposureCapped;
+    this.exposureRetryAfterSeconds = options.exposureRetryAfterSeconds ?? 5;
+    const context = { chainId: options.chainId, closingMarginSeconds: this.closingMarginSeconds, pendingDepositCap: options.pendingDepositCap, exposureCap: options.exposureCap };
     this.commits = new GroupCommit((charges) => this.store.accept(charges, context), (charge) => charge.channelId, undefined, options.onCommit);
     this.channels = new LruMap(options.channelCacheSize ?? 50_000);
     this.contracts = new LruMap(options.channelCacheSize ?? 50_000);
@@ -209,6 +223,21 @@ export class PaymentGateway implements PaymentScheme {
               : "This channel's on-chain events could not be booked yet; nothing is served on it until they are. Retry later or open a new channel.",
             { channelId: voucher.channelId },
           );
+        case "EXPOSURE_CAPPED": {
+          const { deposit, withdrawReadyAt, claimedOnChain } = outcome.channel!;
+          const limit = exposureLimit(this.exposureCap!, deposit);
+          const details = { channelId: voucher.channelId, claimedOnChain: claimedOnChain.toString(), exposureCap: limit.toString(), withdrawReadyAt: String(withdrawReadyAt) };
+          // Once the settlement worker claims what is accepted, only this request's price is unclaimed.
+          if (price > limit) {
+            throw new PaymentError("risk_denied", `The payer is withdrawing from this channel, and near its deadline the seller lets it owe at most ${limit} unclaimed, less than this request's price ${price}; open a new channel.`, details);
+          }
+          this.onExposureCapped?.(voucher.channelId);
+          throw new PaymentError(
+            "exposure_capped",
+            `The payer is withdrawing from this channel and ${voucher.cumulativeAmount - claimedOnChain} would be owed unclaimed, over the seller's cap of ${limit} near the deadline; the seller is claiming now: retry in ${this.exposureRetryAfterSeconds} s. You were not charged.`,
+            { ...details, retryAfter: this.exposureRetryAfterSeconds },
+          );
+        }
         case "CHANNEL_NOT_FOUND":
           throw new PaymentError("unknown_channel", "No such channel is open on chain; open it and retry.");
         case "INVALID_PRICE":

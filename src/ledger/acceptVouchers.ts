@@ -8,6 +8,8 @@
 //     not book), and no withdrawal (confirmed or seen at the head) that finalizes within the margin —
 //     all read from the channel row as the watcher last wrote it, the margin in the chain's time
 //     (chain_head);
+//   - with an exposure cap, while a withdrawal deadline is within its window, what the channel would
+//     owe unclaimed (the voucher's total minus what the chain has paid) stays within the cap;
 //   - no standing payment already holds a voucher for that total;
 //   - then a payment row per accepted voucher.
 //
@@ -49,6 +51,9 @@ export type AcceptRefusal =
   | "TOTAL_HELD"
   /** The voucher promises more than the channel's deposit (confirmed, plus pending up to the cap). */
   | "EXCEEDS_DEPOSIT"
+  /** A withdrawal deadline is within the exposure window and the channel would owe more unclaimed
+   * than the exposure cap: a claim would make room. */
+  | "EXPOSURE_CAPPED"
   /** Nothing is served on the channel: a reorg took away money it had spent, or the mirror could not
    * book one of its events. */
   | "CHANNEL_BLOCKED"
@@ -64,6 +69,8 @@ export type ChannelSnapshot = {
   /** The nearer of the confirmed and the seen withdrawal deadlines. */
   withdrawReadyAt: bigint | null;
   blockedReason: string | null;
+  /** What the chain has paid the payee from the channel so far. */
+  claimedOnChain: bigint;
 };
 
 export type AcceptOutcome =
@@ -76,7 +83,18 @@ export type AcceptContext = {
   closingMarginSeconds: number;
   /** How much of a deposit seen at the head but not yet confirmed vouchers may spend (default: all of it). */
   pendingDepositCap?: bigint;
+  /** While a withdrawal finalizes within `windowSeconds` (chain time), a voucher's total minus what
+   * was claimed may not exceed `percent` of the deposit, nor `absolute`. Default: no cap. */
+  exposureCap?: ExposureCap;
 };
+
+export type ExposureCap = { windowSeconds: number; percent: number; absolute?: bigint };
+
+/** The cap on what a channel with `deposit` may owe unclaimed near its deadline. */
+export function exposureLimit(cap: ExposureCap, deposit: bigint): bigint {
+  const share = (deposit * BigInt(cap.percent)) / 100n;
+  return cap.absolute !== undefined && cap.absolute < share ? cap.absolute : share;
+}
 
 /** Larger than any deposit (uint96): "no cap". */
 const NO_CAP = 10n ** 40n;
@@ -112,6 +130,8 @@ WITH i AS (
     AND NOT c.closed AND NOT c.closed_seen
     AND c.blocked_reason IS NULL
     AND (${DEADLINE} IS NULL OR ${DEADLINE} > clock.now + $8)
+    AND ($10::bigint < 0 OR ${DEADLINE} IS NULL OR ${DEADLINE} > clock.now + $10
+         OR i.cumulative - c.claimed_on_chain <= LEAST(floor(${SPENDABLE} * $11::numeric / 100), $12::numeric))
     AND NOT EXISTS (SELECT 1 FROM payment p WHERE p.channel_id = i.channel_id AND p.cumulative_amount = i.cumulative AND p.status = 'ACCEPTED')
   RETURNING c.id, ${SPENDABLE} AS spendable
 ), paid AS (
@@ -122,6 +142,7 @@ WITH i AS (
 SELECT i.ord::int AS ord, a.id IS NOT NULL AS ok, clock.now::text AS chain_now, a.spendable::text AS new_deposit,
        c.id IS NOT NULL AS found, c.accepted_cumulative::text AS accepted, ${SPENDABLE}::text AS deposit,
        (c.closed OR c.closed_seen) AS closed, ${DEADLINE}::text AS withdraw_ready_at, c.blocked_reason,
+       c.claimed_on_chain::text AS claimed,
        CASE WHEN a.id IS NULL THEN EXISTS (SELECT 1 FROM payment p WHERE p.channel_id = i.channel_id
          AND p.cumulative_amount = i.cumulative AND p.status = 'ACCEPTED') END AS held
 FROM i CROSS JOIN clock
@@ -140,6 +161,7 @@ type Row = {
   closed: boolean | null;
   withdraw_ready_at: string | null;
   blocked_reason: string | null;
+  claimed: string | null;
   held: boolean | null;
 };
 
@@ -190,6 +212,9 @@ async function acceptDistinct(sql: Sql, charges: VoucherCharge[], context: Accep
           BigInt(context.chainId).toString(),
           BigInt(context.closingMarginSeconds).toString(),
           (context.pendingDepositCap ?? NO_CAP).toString(),
+          String(context.exposureCap?.windowSeconds ?? -1),
+          String(context.exposureCap?.percent ?? 100),
+          (context.exposureCap?.absolute ?? NO_CAP).toString(),
         ],
         "paychan_accept_vouchers",
       ),
@@ -218,6 +243,7 @@ async function acceptDistinct(sql: Sql, charges: VoucherCharge[], context: Accep
       closed: row.closed!,
       withdrawReadyAt: row.withdraw_ready_at === null ? null : BigInt(row.withdraw_ready_at),
       blockedReason: row.blocked_reason,
+      claimedOnChain: BigInt(row.claimed!),
     };
     return { ok: false, refusal: explain(charge, channel, row.held === true, chainNow, context), channel, chainNow };
   });
@@ -232,6 +258,10 @@ function explain(charge: VoucherCharge, c: ChannelSnapshot, held: boolean, chain
   if (charge.cumulativeAmount <= c.acceptedCumulative) return "VOUCHER_REPLAYED";
   if (charge.cumulativeAmount - charge.price !== c.acceptedCumulative) return "CUMULATIVE_MISMATCH";
   if (charge.cumulativeAmount > c.deposit) return "EXCEEDS_DEPOSIT";
+  const cap = context.exposureCap;
+  if (cap && c.withdrawReadyAt !== null && c.withdrawReadyAt <= chainNow + BigInt(cap.windowSeconds) && charge.cumulativeAmount - c.claimedOnChain > exposureLimit(cap, c.deposit)) {
+    return "EXPOSURE_CAPPED";
+  }
   if (held) return "TOTAL_HELD";
   // The snapshot allowed it: the row moved while the statement waited for its lock.
   return "CONFLICT";

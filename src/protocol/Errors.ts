@@ -38,6 +38,7 @@ export const errorStatus = {
   step_up_required: 402,
   step_up_invalid: 402,
   risk_denied: 403,
+  exposure_capped: 429,
   price_unavailable: 500,
   temporarily_unavailable: 503,
 } as const;

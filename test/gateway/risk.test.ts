@@ -7,9 +7,13 @@ import { expect } from "chai";
 import express from "express";
 import { zeroAddress } from "viem";
 import { ChainChannelReader } from "../../src/chain/ChainChannelReader.js";
-import { PaymentGateway } from "../../src/gateway/PaymentGateway.js";
+import { PaymentGateway, type GatewayOptions } from "../../src/gateway/PaymentGateway.js";
+import { ChainWatcher } from "../../src/chain/ChainWatcher.js";
+import { reasonToClaim } from "../../src/chain/settlementPolicy.js";
+import type { ClaimCandidate } from "../../src/ledger/settlementStore.js";
 import { RiskGate } from "../../src/gateway/RiskGate.js";
 import { paywall } from "../../src/gateway/paywall.js";
+import { bookAccepted } from "../../src/ledger/booking.js";
 import type { Database } from "../../src/ledger/db.js";
 import { LedgerPaymentStore } from "../../src/ledger/LedgerPaymentStore.js";
 import { RiskDecisionLog, recentRiskDecisions } from "../../src/ledger/riskDecisions.js";
@@ -17,13 +21,13 @@ import { RiskPolicy, type RiskRules } from "../../src/policy/risk.js";
 import { signStepUp, type StepUpRequest } from "../../src/protocol/StepUp.js";
 import { HEADERS, decodePaymentRequired, decodeReceipt } from "../../src/protocol/wire.js";
 import { deployEscrow, type EscrowFixture } from "../helpers/escrow.js";
-import { PRICE, buyerFetch, openBuyerChannel, type Buyer } from "../helpers/seller.js";
+import { PRICE, buyerFetch, claimableVoucher, openBuyerChannel, type Buyer } from "../helpers/seller.js";
 import { describeEachDatabase } from "../ledger/helpers.js";
 
 type RiskSeller = { url: string; clock: { now: number }; decisions: RiskDecisionLog; close(): Promise<void> };
 
 /** A seller with GET /quote and GET /report (PRICE each) behind a paywall with `rules` on a fake clock. */
-async function startRiskSeller(chain: EscrowFixture, db: Database, rules: RiskRules): Promise<RiskSeller> {
+async function startRiskSeller(chain: EscrowFixture, db: Database, rules: RiskRules, overrides: Partial<GatewayOptions> = {}): Promise<RiskSeller> {
   const store = new LedgerPaymentStore(db);
   const gateway = new PaymentGateway({
     chainId: chain.location.chainId,
@@ -34,6 +38,7 @@ async function startRiskSeller(chain: EscrowFixture, db: Database, rules: RiskRu
     chain: new ChainChannelReader(chain.publicClient, chain.escrow.address),
     minWithdrawDelay: 3600,
     closingMarginSeconds: 600,
+    ...overrides,
   });
   // On a minute boundary, so the hour window's one-minute slots make Retry-After a round figure.
   const clock = { now: Math.ceil(Date.now() / 60_000) * 60_000 };
@@ -186,5 +191,83 @@ describeEachDatabase("risk policy through the paywall", (db) => {
         expect(refused.headers.get(HEADERS.response), who).to.equal(null);
       }
     });
+  });
+
+  describe("exposure cap", () => {
+    it("refuses a withdrawing channel near its deadline over the cap with 429 exposure_capped, wakes settlement, and serves it once the claim lands", async () => {
+      const woken: string[] = [];
+      seller = await startRiskSeller(chain, db(), {}, { exposureCap: { windowSeconds: 3600, percent: 50 }, onExposureCapped: (id) => woken.push(id), exposureRetryAfterSeconds: 3 });
+      // The watcher mirrors the channel from its opening, so the books hold its deposit when the claim comes.
+      const fromBlock = (await chain.publicClient.getBlockNumber()) + 1n;
+      const buyer = await openBuyerChannel(chain, 10n * PRICE, 7200);
+      const paidFetch = buyerFetch(buyer);
+      for (let i = 1; i <= 4; i++) expect((await paidFetch(`${seller.url}/quote`)).status, `request ${i}`).to.equal(200);
+      await chain.escrow.write.requestWithdrawal([buyer.channel.config], { account: chain.payer.account });
+      const watcher = new ChainWatcher({
+        prisma: db().prisma,
+        client: chain.publicClient as never,
+        scope: { chainId: chain.location.chainId, escrow: chain.escrow.address, payee: chain.payee.account.address },
+        confirmations: 0,
+        fromBlock,
+      });
+      await watcher.syncOnce();
+      // Two hours to the deadline, outside the one-hour window: no cap yet.
+      expect((await paidFetch(`${seller.url}/quote`)).status).to.equal(200);
+      await chain.networkHelpers.time.increase(3700);
+      await watcher.syncOnce();
+      // Inside the window: 6 × PRICE would be owed unclaimed, over half the deposit of 10 × PRICE.
+      const capped = await paidFetch(`${seller.url}/quote`);
+      expect(capped.status).to.equal(429);
+      expect(capped.headers.get("retry-after")).to.equal("3");
+      const body = await bodyOf(capped);
+      expect(body.error).to.equal("exposure_capped");
+      expect(body.details).to.include({ channelId: buyer.channel.id, exposureCap: String(5n * PRICE), claimedOnChain: "0" });
+      expect(woken).to.deep.equal([buyer.channel.id]);
+
+      const voucher = await claimableVoucher(db(), buyer.channel.id);
+      expect(voucher.amount, "the refused request was not charged").to.equal(5n * PRICE);
+      // The settlement worker claims what the books hold: the accepted vouchers are booked first.
+      await bookAccepted(db().sql);
+      await chain.escrow.write.claim([buyer.channel.config, voucher.amount, voucher.signature], { account: chain.payee.account });
+      await watcher.syncOnce();
+      const served = await paidFetch(`${seller.url}/quote`);
+      expect(served.status, await served.clone().text()).to.equal(200);
+      expect(decodeReceipt(served.headers.get(HEADERS.response)!).cumulativeAmount).to.equal(6n * PRICE);
+    });
+
+    it("refuses for good (risk_denied) when the price alone is over the cap, without waking settlement", async () => {
+      const woken: string[] = [];
+      seller = await startRiskSeller(chain, db(), {}, { exposureCap: { windowSeconds: 86_400, percent: 50, absolute: PRICE / 2n }, onExposureCapped: (id) => woken.push(id) });
+      const buyer = await openBuyerChannel(chain, 10n * PRICE, 7200);
+      const paidFetch = buyerFetch(buyer);
+      expect((await paidFetch(`${seller.url}/quote`)).status, "no withdrawal: no cap").to.equal(200);
+      await chain.escrow.write.requestWithdrawal([buyer.channel.config], { account: chain.payer.account });
+      const watcher = new ChainWatcher({
+        prisma: db().prisma,
+        client: chain.publicClient as never,
+        scope: { chainId: chain.location.chainId, escrow: chain.escrow.address, payee: chain.payee.account.address },
+        confirmations: 0,
+        fromBlock: await chain.publicClient.getBlockNumber(),
+      });
+      await watcher.syncOnce();
+      const refused = await paidFetch(`${seller.url}/quote`);
+      expect(refused.status).to.equal(403);
+      expect((await bodyOf(refused)).error).to.equal("risk_denied");
+      expect(woken).to.deep.equal([]);
+    });
+  });
+});
+
+describe("settlement policy with an exposure cap", () => {
+  const policy = { intervalSeconds: 0, threshold: 0n, gasMultiplier: 0, watchtowerMarginSeconds: 600, batchSize: 100, exposureCap: { windowSeconds: 3600, percent: 50 } };
+  const candidate = (unclaimed: bigint, withdrawReadyAt: bigint | null) =>
+    ({ unclaimed, deposit: 100n, withdrawReadyAt, withdrawalUnanswered: false, token: "0x00000000000000000000000000000000000000aa" }) as unknown as ClaimCandidate;
+  const when = { now: 1_000_000n, intervalDue: false, manual: false, gasPrice: 1n, gasPerClaim: 1n };
+
+  it("claims a withdrawing channel inside the window once it owes half the cap, and not before", () => {
+    expect(reasonToClaim(candidate(25n, 1_000_000n + 3000n), when, policy)).to.equal("WATCHTOWER");
+    expect(reasonToClaim(candidate(24n, 1_000_000n + 3000n), when, policy)).to.equal(undefined);
+    expect(reasonToClaim(candidate(50n, 1_000_000n + 4000n), when, policy), "outside the window").to.equal(undefined);
+    expect(reasonToClaim(candidate(50n, null), when, policy), "no withdrawal").to.equal(undefined);
   });
 });
