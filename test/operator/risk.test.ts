@@ -1,6 +1,6 @@
 // The risk policy as an operator configures it: RISK_* variables parsed (bad values named), off by
 // default, and on through startPaychan — a paid route over its limit answers 429, the decision is
-// one log line with its reasons and a row the operator reads at GET /risk/decisions.
+// one log line with its reasons and a row the operator reads at GET /risk/decisions and on the console.
 import type { AddressInfo } from "node:net";
 import { expect } from "chai";
 import type { PublicClient } from "viem";
@@ -91,6 +91,16 @@ for (const kind of ["postgres", "pglite"] as const) {
         expect(decisions).to.have.length(1);
         expect(decisions[0]).to.include({ action: "limit", code: "rate_limited", account: channel.id, amount: PRICE.toString() });
         expect((await fetch(`${operator.url}/risk/decisions?limit=0`)).status).to.equal(400);
+
+        // The operator console shows the same decisions, reasons and all.
+        const shown = (await (await fetch(`${operator.url}/admin/api/risk`)).json()) as Record<string, unknown>[];
+        expect(shown[0]).to.include({ action: "limit", code: "rate_limited", account: channel.id, route: "GET /quote" });
+        expect((shown[0]!.reasons as { message: string }[])[0]!.message).to.match(/the limit is 2/);
+        const page = await (await fetch(`${operator.url}/admin/`)).text();
+        expect(page).to.include('id="risk"');
+        const script = await fetch(`${operator.url}/admin/console.js`);
+        expect(script.status).to.equal(200);
+        expect(await script.text()).to.include("No risk decision yet");
       } finally {
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await operator.close();
