@@ -12,6 +12,11 @@ import { ChainWatcher } from "../../src/chain/ChainWatcher.js";
 import { reasonToClaim } from "../../src/chain/settlementPolicy.js";
 import type { ClaimCandidate } from "../../src/ledger/settlementStore.js";
 import { RiskGate } from "../../src/gateway/RiskGate.js";
+import { CreditScheme } from "../../src/gateway/CreditScheme.js";
+import { applyFiatEvent, createCreditAccount, issueCreditKey, recordTopUp } from "../../src/ledger/credit.js";
+import { LedgerCreditStore } from "../../src/ledger/LedgerCreditStore.js";
+import { PriceTable } from "../../src/policy/prices.js";
+import { creditReceiptSchema, encodeCreditPayment } from "../../src/protocol/credit.js";
 import { paywall } from "../../src/gateway/paywall.js";
 import { bookAccepted } from "../../src/ledger/booking.js";
 import type { Database } from "../../src/ledger/db.js";
@@ -191,6 +196,43 @@ describeEachDatabase("risk policy through the paywall", (db) => {
         expect(refused.headers.get(HEADERS.response), who).to.equal(null);
       }
     });
+  });
+
+  it("limits a prepaid credit account by the same rules, uncharged, until the minute slides", async () => {
+    const USD = "fiat:USD" as const;
+    const store = new LedgerCreditStore(db(), { bookingIntervalMs: 60_000 });
+    const credit = new CreditScheme({ store, seller: "seller-risk", asset: USD });
+    const clock = { now: Math.ceil(Date.now() / 60_000) * 60_000 };
+    const risk = new RiskGate(new RiskPolicy({ limits: { channel: { requestsPerMinute: 2 } } }, () => clock.now));
+    const app = express();
+    app.use(paywall([credit], { "GET /quote": 1_000n }, { prices: new PriceTable(USD), risk }));
+    app.get("/quote", (_req, res) => void res.json({ ok: true }));
+    const server: Server = await new Promise((resolve) => {
+      const s = app.listen(0, "127.0.0.1", () => resolve(s));
+    });
+    try {
+      const { id } = await createCreditAccount(db().prisma, { currency: "USD" });
+      const { key } = await issueCreditKey(db().prisma, id);
+      const topUp = `tu_${id}`;
+      await recordTopUp(db().prisma, { id: topUp, accountId: id, processor: "stripe", currency: "USD", amountMinor: 500n });
+      await applyFiatEvent(db().prisma, { id: `evt_${id}`, processor: "stripe", type: "topup.paid", topUpId: topUp, paymentRef: `pi_${id}`, currency: "USD", amountMinor: 500n });
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/quote`;
+      const pay = (n: number) => fetch(url, { headers: { [HEADERS.signature]: encodeCreditPayment(key, `nonce-${id}-${n}`) } });
+      expect((await pay(1)).status).to.equal(200);
+      expect((await pay(2)).status).to.equal(200);
+      const limited = await pay(3);
+      expect(limited.status).to.equal(429);
+      expect(limited.headers.get("retry-after")).to.equal("60");
+      expect((await bodyOf(limited)).error).to.equal("rate_limited");
+      clock.now += 60_000;
+      const served = await pay(4);
+      expect(served.status).to.equal(200);
+      // $5.00 in millionths, less three charges of 1,000: the refused request cost nothing.
+      expect(creditReceiptSchema.parse(JSON.parse(atob(served.headers.get(HEADERS.response)!))).remaining).to.equal(5_000_000n - 3_000n);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+      await store.close();
+    }
   });
 
   describe("exposure cap", () => {
