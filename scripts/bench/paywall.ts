@@ -387,22 +387,30 @@ if (RUNS.has("risk")) {
     RISK_ANOMALY: "on",
   };
   console.log(`\nRisk policy off and on, Postgres, one gateway, ${RISK_ROUNDS} alternating rounds:`);
+  // Throughput on a shared machine swings with its other load; the gateway's CPU time per paid request
+  // is the steadier figure of what the policy adds.
   const paid: Record<"off" | "on", number[]> = { off: [], on: [] };
+  const cpu: Record<"off" | "on", number[]> = { off: [], on: [] };
   for (let round = 0; round < RISK_ROUNDS; round++) {
     for (const mode of round % 2 === 0 ? (["off", "on"] as const) : (["on", "off"] as const)) {
       const run = await postgresGateways(1, BASE_CHANNELS, false, mode === "on" ? riskOn : {});
       const [replica] = run.replicas;
       await load([replica!.url], "unpaid"); // warm-up
       await load([replica!.url], "paid-first");
+      const before = (await replica!.stats()).cpuMicros;
       const result = await load([replica!.url], "paid");
+      const stats = await replica!.stats();
       row(`paid, risk ${mode}`, result);
-      checkDurable("vouchers", result, (await replica!.stats()).payments);
+      console.log(`  gateway CPU per paid request ${Math.round((stats.cpuMicros - before) / result.total)} µs`);
+      checkDurable("vouchers", result, stats.payments);
       paid[mode].push(result.rps);
+      cpu[mode].push((stats.cpuMicros - before) / result.total);
       await run.stop();
     }
   }
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   console.log(`paid with risk on / off = ${(mean(paid.on) / mean(paid.off)).toFixed(2)}   (${Math.round(mean(paid.on))} / ${Math.round(mean(paid.off))} req/s)`);
+  console.log(`gateway CPU per paid request, risk on / off = ${(mean(cpu.on) / mean(cpu.off)).toFixed(2)}   (${Math.round(mean(cpu.on))} / ${Math.round(mean(cpu.off))} µs)`);
 }
 
 if (PROFILE) {

@@ -224,7 +224,10 @@ export class RiskPolicy {
     let channels = this.payerChannels.get(request.payer);
     if (!channels) this.payerChannels.set(request.payer, (channels = new Map()));
     channels.set(request.account, now);
-    for (const [channel, at] of channels) if (at <= now - HOUR) channels.delete(channel);
+    // Stale channels matter only once they could tip the count over the rule's threshold.
+    if (channels.size > (this.rules.anomaly.payerFanout?.channels ?? Infinity)) {
+      for (const [channel, at] of channels) if (at <= now - HOUR) channels.delete(channel);
+    }
   }
 
   private forgetBefore(cutoff: number): void {

@@ -23,7 +23,7 @@ import type { Database } from "../../src/ledger/db.js";
 import { LedgerPaymentStore } from "../../src/ledger/LedgerPaymentStore.js";
 import { RiskDecisionLog, recentRiskDecisions } from "../../src/ledger/riskDecisions.js";
 import { RiskPolicy, type RiskRules } from "../../src/policy/risk.js";
-import { signStepUp, type StepUpRequest } from "../../src/protocol/StepUp.js";
+import { signStepUp, type SignedStepUp, type StepUpRequest } from "../../src/protocol/StepUp.js";
 import { HEADERS, decodePaymentRequired, decodeReceipt } from "../../src/protocol/wire.js";
 import { deployEscrow, type EscrowFixture } from "../helpers/escrow.js";
 import { PRICE, buyerFetch, claimableVoucher, openBuyerChannel, type Buyer } from "../helpers/seller.js";
@@ -165,7 +165,7 @@ describeEachDatabase("risk policy through the paywall", (db) => {
     it("serves the retry once the payer's wallet signs a StepUp (onStepUp), and records the approval", async () => {
       seller = await startRiskSeller(chain, db(), rules);
       const asked: StepUpRequest[] = [];
-      const paidFetch = await drainingChannel({ onStepUp: approve(chain.payer as never, asked) });
+      const paidFetch = await drainingChannel({ onStepUp: approve(chain.payer, asked) });
       const served = await paidFetch(`${seller.url}/quote`);
       expect(served.status, await served.clone().text()).to.equal(200);
       expect(asked).to.have.length(1);
@@ -187,13 +187,29 @@ describeEachDatabase("risk policy through the paywall", (db) => {
         ["stranger", () => chain.stranger],
       ] as const) {
         const asked: StepUpRequest[] = [];
-        const paidFetch = await drainingChannel({ onStepUp: async (request) => approve(signer() as never, asked)(request) });
+        const paidFetch = await drainingChannel({ onStepUp: async (request) => approve(signer(), asked)(request) });
         const refused = await paidFetch(`${seller.url}/quote`);
         expect(refused.status, who).to.equal(402);
         const body = await bodyOf(refused);
         expect(body.error, who).to.equal("step_up_invalid");
         expect(body.message, who).to.match(/must be signed by the channel's payer/);
         expect(refused.headers.get(HEADERS.response), who).to.equal(null);
+      }
+    });
+
+    it("refuses a malformed StepUp, or one for another channel, with step_up_invalid rather than an error", async () => {
+      seller = await startRiskSeller(chain, db(), rules);
+      const cases: [string, (request: StepUpRequest) => Promise<SignedStepUp>, RegExp][] = [
+        ["a short signature", async (request) => ({ channelId: request.channelId, spendingLimit: 5n * PRICE, validUntil: 2 ** 40, signature: "0x1234" }), /signature/],
+        ["another channel", () => signStepUp(chain.payer, { channelId: `0x${"ab".repeat(32)}`, spendingLimit: 5n * PRICE, validUntil: Math.floor(seller!.clock.now / 1000) + 600 }, buyer.channel.location), /another channel/],
+      ];
+      for (const [what, onStepUp, message] of cases) {
+        const paidFetch = await drainingChannel({ onStepUp });
+        const refused = await paidFetch(`${seller.url}/quote`);
+        expect(refused.status, what).to.equal(402);
+        const body = await bodyOf(refused);
+        expect(body.error, what).to.equal("step_up_invalid");
+        expect(body.message, what).to.match(message);
       }
     });
   });
