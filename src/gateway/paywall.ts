@@ -69,7 +69,9 @@ export function paywall(schemes: PaymentScheme | PaymentScheme[], routes: Record
     const method = (second ? first!.toLowerCase() : "all") as Method;
     const path = second ?? first!;
     if (!METHODS.includes(method)) throw new Error(`paywall: unknown method in route "${key}"`);
-    router[method](path, charge({ ...(isRouteObject(spec) ? spec : { price: spec }), route: key.trim() }));
+    // The route as the risk policy's per-route limits name it: "GET /api/quote", or the bare path.
+    const route = second ? `${first!.toUpperCase()} ${path}` : path;
+    router[method](path, charge({ ...(isRouteObject(spec) ? spec : { price: spec }), route }));
   }
   // A Router answers OPTIONS for its paths by itself; a CORS preflight must reach the app's own handlers.
   const paysOptions = Object.keys(routes).some((key) => /^options\s/i.test(key.trim()));

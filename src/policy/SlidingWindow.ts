@@ -1,11 +1,14 @@
 // Counts requests and value per key over a sliding window (the last minute, the last hour), in a ring
 // of fixed slots: memory per key is constant however fast the key is used, and the window slides one
-// slot at a time. Time comes from the caller, so a test drives it with a fake clock.
+// slot at a time. Each ring keeps its window's totals, taking out the slots that leave as time moves,
+// so reading a key costs the same however many slots the window has (the paid path reads several a
+// request). Time comes from the caller, so a test drives it with a fake clock.
 //
 // The counts live in this process only. The risk policy uses them only to refuse, never to accept:
 // with several gateway replicas each counts its own share of the traffic.
 
-type Ring = { epochs: number[]; counts: number[]; values: bigint[]; last: number };
+/** `count` and `value` are the totals of the slots live at epoch `last`. */
+type Ring = { epochs: number[]; counts: number[]; values: bigint[]; last: number; count: number; value: bigint };
 
 export type Usage = { count: number; value: bigint };
 
@@ -30,7 +33,13 @@ export class SlidingWindow {
   usage(key: string, now: number): Usage {
     const ring = this.rings.get(key);
     if (!ring) return { count: 0, value: 0n };
-    const oldest = this.epochOf(now) - this.slots + 1;
+    const epoch = this.epochOf(now);
+    if (epoch >= ring.last) {
+      this.advance(ring, epoch);
+      return { count: ring.count, value: ring.value };
+    }
+    // A clock that went back (another thread of time in a test, a skewed host): count slot by slot.
+    const oldest = epoch - this.slots + 1;
     let count = 0;
     let value = 0n;
     for (let i = 0; i < this.slots; i++) {
@@ -46,10 +55,14 @@ export class SlidingWindow {
     const epoch = this.epochOf(now);
     let ring = this.rings.get(key);
     if (!ring) {
-      ring = { epochs: new Array<number>(this.slots).fill(-Infinity), counts: new Array<number>(this.slots).fill(0), values: new Array<bigint>(this.slots).fill(0n), last: epoch };
+      ring = { epochs: new Array<number>(this.slots).fill(-Infinity), counts: new Array<number>(this.slots).fill(0), values: new Array<bigint>(this.slots).fill(0n), last: epoch, count: 0, value: 0n };
       this.rings.set(key, ring);
     }
+    this.advance(ring, epoch);
+    // Older than the window (a clock that went far back): nothing to count.
+    if (epoch <= ring.last - this.slots) return;
     const i = epoch % this.slots;
+    // The slot's previous epoch left the window already (advance took it out of the totals).
     if (ring.epochs[i] !== epoch) {
       ring.epochs[i] = epoch;
       ring.counts[i] = 0;
@@ -57,7 +70,8 @@ export class SlidingWindow {
     }
     ring.counts[i]!++;
     ring.values[i]! += value;
-    ring.last = Math.max(ring.last, epoch);
+    ring.count++;
+    ring.value += value;
     if (++this.adds % 10_000 === 0) this.sweep(epoch);
   }
 
@@ -69,6 +83,10 @@ export class SlidingWindow {
     if (!ring || ring.epochs[i] !== epoch || ring.counts[i]! === 0) return;
     ring.counts[i]!--;
     ring.values[i]! -= value;
+    if (epoch > ring.last - this.slots) {
+      ring.count--;
+      ring.value -= value;
+    }
   }
 
   /**
@@ -93,6 +111,20 @@ export class SlidingWindow {
   /** Keys remembered (each holds one ring). */
   get size(): number {
     return this.rings.size;
+  }
+
+  /** Moves the ring's totals to `epoch`, taking out the slots that left the window on the way. */
+  private advance(ring: Ring, epoch: number): void {
+    if (epoch <= ring.last) return;
+    const leaving = Math.min(epoch - ring.last, this.slots);
+    for (let x = ring.last - this.slots + 1, end = x + leaving; x < end; x++) {
+      const i = ((x % this.slots) + this.slots) % this.slots;
+      if (ring.epochs[i] === x) {
+        ring.count -= ring.counts[i]!;
+        ring.value -= ring.values[i]!;
+      }
+    }
+    ring.last = epoch;
   }
 
   private epochOf(now: number): number {

@@ -137,3 +137,26 @@ describe("sliding window", () => {
     expect(w.usage("k", 90_000)).to.deep.equal({ count: 0, value: 0n });
   });
 });
+
+describe("sliding window totals", () => {
+  it("agree with a slot-by-slot count however time moves, added and removed", () => {
+    const w = new SlidingWindow(60_000);
+    const events: { at: number; value: bigint }[] = [];
+    let now = 0;
+    let seed = 7;
+    const random = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
+    for (let step = 0; step < 3_000; step++) {
+      now += Math.floor(random() * (step % 500 < 10 ? 90_000 : 2_500));
+      const value = BigInt(Math.floor(random() * 100));
+      w.add("k", now, value);
+      events.push({ at: now, value });
+      if (random() < 0.2) {
+        const last = events.pop()!;
+        w.remove("k", last.at, last.value);
+      }
+      // What a slot-by-slot count says: every event in a one-second slot within the last 60 slots.
+      const live = events.filter((e) => Math.floor(e.at / 1000) > Math.floor(now / 1000) - 60);
+      expect(w.usage("k", now), `step ${step}`).to.deep.equal({ count: live.length, value: live.reduce((sum, e) => sum + e.value, 0n) });
+    }
+  });
+});
