@@ -159,14 +159,6 @@ export class PaymentGateway implements PaymentScheme {
     const cached = await this.channelFor(voucher.channelId, config);
     if (cached.final) throw cached.final;
     await this.checkSignature(config, voucher);
-    request.admit?.({
-      account: voucher.channelId,
-      payer: config.payer,
-      cumulative: voucher.cumulativeAmount,
-      deposit: cached.seen?.deposit,
-      canStepUp: true,
-      stepUp: request.stepUp === undefined ? undefined : await this.checkStepUp(request.stepUp, config, voucher.channelId),
-    });
 
     const charge: VoucherCharge = {
       channelId: voucher.channelId,
@@ -175,6 +167,19 @@ export class PaymentGateway implements PaymentScheme {
       signature: voucher.signature,
       requestKey: requestKeyOf(request.method, request.url, payment.header),
     };
+    if (request.admit) {
+      const stepUp = request.stepUp === undefined ? undefined : await this.checkStepUp(request.stepUp, config, voucher.channelId);
+      try {
+        request.admit({ account: voucher.channelId, payer: config.payer, cumulative: voucher.cumulativeAmount, deposit: cached.seen?.deposit, canStepUp: true, stepUp });
+      } catch (refusal) {
+        // The identical resend of a request already paid is no new spending: it is served again,
+        // charged nothing, whatever the risk policy says now (refusing it would lose the payer what it
+        // paid). Whether it is one, the database says.
+        const earlier = await this.store.claimRetry(charge, this.maxTimeoutSeconds, MAX_RETRIES);
+        if (earlier && earlier.price === price) return this.authorization(config, charge, earlier.paymentId, earlier.deposit, true);
+        throw refusal;
+      }
+    }
     for (let attempt = 0; ; attempt++) {
       const outcome = await this.commits.submit(charge);
       if (outcome.ok) {

@@ -91,6 +91,9 @@ export type RiskRecord = Omit<RiskRequest, "stepUp" | "canStepUp" | "cumulative"
   steppedUp: boolean;
 };
 
+type RouteLimit = { dimension: Dimension; limits: Limits; scope: string };
+
+const nothing = () => {};
 const MINUTE = 60_000;
 const HOUR = 3_600_000;
 
@@ -101,6 +104,7 @@ export class RiskPolicy {
   private readonly history = new SlidingWindow(HOUR);
   private readonly firstSeen = new Map<string, number>();
   private readonly payerChannels = new Map<string, Map<string, number>>();
+  private readonly routeLimits = new Map<string, RouteLimit[]>();
 
   constructor(
     readonly rules: RiskRules,
@@ -121,19 +125,28 @@ export class RiskPolicy {
   admit(request: RiskRequest): RiskDecision & { release(): void } {
     const now = this.clock();
     this.observe(request, now);
-    const limited = this.velocity(request, now);
-    if (limited) return { ...limited, release: () => {} };
+    const limits = this.limitsFor(request.route);
+    const keys = limits.map((l) => this.keyOf(request, l.dimension, l.scope));
+    const limited = this.velocity(request, limits, keys, now);
+    if (limited) return { ...limited, release: nothing };
     const decision = this.anomaly(request, now);
-    if (decision.action !== "allow") return { ...decision, release: () => {} };
-    return { ...decision, release: this.count(request, now) };
+    if (decision.action !== "allow") return { ...decision, release: nothing };
+    return { ...decision, release: this.count(request, keys, now) };
   }
 
-  private limitsFor(route: string): { dimension: Dimension; limits: Limits; scope: string }[] {
-    const own = this.rules.routes?.[route] ?? {};
-    return DIMENSIONS.flatMap((dimension) => {
-      const limits = own[dimension] ?? this.rules.limits?.[dimension];
-      return limits ? [{ dimension, limits, scope: own[dimension] ? route : "*" }] : [];
-    });
+  /** The limits that apply on `route`, worked out once per route (the paid path asks every request). */
+  private limitsFor(route: string): RouteLimit[] {
+    let found = this.routeLimits.get(route);
+    if (!found) {
+      const own = this.rules.routes?.[route] ?? {};
+      found = DIMENSIONS.flatMap((dimension) => {
+        const limits = own[dimension] ?? this.rules.limits?.[dimension];
+        return limits ? [{ dimension, limits, scope: own[dimension] ? route : "*" }] : [];
+      });
+      // Routes are the paywall's own keys, a fixed set; a bare path (payments()) could vary.
+      if (this.routeLimits.size < 10_000) this.routeLimits.set(route, found);
+    }
+    return found;
   }
 
   private keyOf(request: RiskRequest, dimension: Dimension, scope: string): string {
@@ -141,27 +154,22 @@ export class RiskPolicy {
     return `${scope}\n${dimension}\n${id}`;
   }
 
-  private velocity(request: RiskRequest, now: number): RiskDecision | undefined {
+  private velocity(request: RiskRequest, limits: RouteLimit[], keys: string[], now: number): RiskDecision | undefined {
     const reasons: Reason[] = [];
     let waitMs = 0;
-    for (const { dimension, limits, scope } of this.limitsFor(request.route)) {
-      const key = this.keyOf(request, dimension, scope);
-      const perMinute = limits.requestsPerMinute;
-      if (perMinute !== undefined) {
-        const wait = this.requests.waitUntil(key, now, (u) => u.count + 1 <= perMinute);
-        if (wait !== 0) {
-          waitMs = Math.max(waitMs, wait ?? MINUTE);
-          reasons.push({ rule: `${dimension}.requestsPerMinute`, message: `The ${dimension} made ${this.requests.usage(key, now).count} requests in the last minute; the limit${scope === "*" ? "" : ` on ${scope}`} is ${perMinute}.` });
-        }
+    for (let k = 0; k < limits.length; k++) {
+      const { dimension, limits: l, scope } = limits[k]!;
+      const key = keys[k]!;
+      const perMinute = l.requestsPerMinute;
+      // Within the limit (the paid path's answer) costs one read of the window's totals.
+      if (perMinute !== undefined && this.requests.usage(key, now).count + 1 > perMinute) {
+        waitMs = Math.max(waitMs, this.requests.waitUntil(key, now, (u) => u.count + 1 <= perMinute) ?? MINUTE);
+        reasons.push({ rule: `${dimension}.requestsPerMinute`, message: `The ${dimension} made ${this.requests.usage(key, now).count} requests in the last minute; the limit${scope === "*" ? "" : ` on ${scope}`} is ${perMinute}.` });
       }
-      const perHour = limits.valuePerHour?.[request.asset];
-      if (perHour !== undefined) {
-        const fits = (u: Usage) => u.value + request.amount <= perHour;
-        const wait = this.value.waitUntil(key, now, fits);
-        if (wait !== 0) {
-          waitMs = Math.max(waitMs, wait ?? HOUR);
-          reasons.push({ rule: `${dimension}.valuePerHour`, message: `The ${dimension} spent ${this.value.usage(key, now).value} in the last hour; with ${request.amount} more it would pass the limit${scope === "*" ? "" : ` on ${scope}`} of ${perHour}.` });
-        }
+      const perHour = l.valuePerHour?.[request.asset];
+      if (perHour !== undefined && this.value.usage(key, now).value + request.amount > perHour) {
+        waitMs = Math.max(waitMs, this.value.waitUntil(key, now, (u: Usage) => u.value + request.amount <= perHour) ?? HOUR);
+        reasons.push({ rule: `${dimension}.valuePerHour`, message: `The ${dimension} spent ${this.value.usage(key, now).value} in the last hour; with ${request.amount} more it would pass the limit${scope === "*" ? "" : ` on ${scope}`} of ${perHour}.` });
       }
     }
     if (reasons.length === 0) return undefined;
@@ -239,8 +247,7 @@ export class RiskPolicy {
   }
 
   /** Counts an admitted request; returns how to take it back. */
-  private count(request: RiskRequest, now: number): () => void {
-    const keys = this.limitsFor(request.route).map(({ dimension, scope }) => this.keyOf(request, dimension, scope));
+  private count(request: RiskRequest, keys: string[], now: number): () => void {
     const burst = this.rules.anomaly?.burst !== undefined;
     for (const key of keys) {
       this.requests.add(key, now);

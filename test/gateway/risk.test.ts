@@ -104,6 +104,27 @@ describeEachDatabase("risk policy through the paywall", (db) => {
     expect(decodeReceipt(released.headers.get(HEADERS.response)!).cumulativeAmount).to.equal(4n * PRICE);
   });
 
+  it("serves the identical resend of a paid request over the limit again, charged once: refusing it would lose the payer what it paid", async () => {
+    seller = await startRiskSeller(chain, db(), { limits: { channel: { requestsPerMinute: 1 } } });
+    const sent: Headers[] = [];
+    const paidFetch = buyerFetch(await openBuyerChannel(chain), {
+      fetch: async (input, init) => {
+        const request = new Request(input as Request, init);
+        sent.push(new Headers(request.headers));
+        return fetch(request);
+      },
+    });
+    const paid = await paidFetch(`${seller.url}/quote`);
+    expect(paid.status).to.equal(200);
+    const first = decodeReceipt(paid.headers.get(HEADERS.response)!);
+    // The connection failed before the answer arrived, as far as the client knows: it sends the same bytes again.
+    const resent = await fetch(`${seller.url}/quote`, { headers: sent.find((h) => h.has(HEADERS.signature))! });
+    expect(resent.status, await resent.clone().text()).to.equal(200);
+    expect(decodeReceipt(resent.headers.get(HEADERS.response)!)).to.deep.include({ paymentId: first.paymentId, cumulativeAmount: first.cumulativeAmount });
+    // A new request is still over the limit.
+    expect((await paidFetch(`${seller.url}/quote`)).status).to.equal(429);
+  });
+
   it("applies a route's own limit to that route only", async () => {
     seller = await startRiskSeller(chain, db(), { routes: { "GET /report": { payer: { requestsPerMinute: 1 } } } });
     const paidFetch = buyerFetch(await openBuyerChannel(chain));
