@@ -91,17 +91,20 @@ export type RiskRecord = Omit<RiskRequest, "stepUp" | "canStepUp" | "cumulative"
   steppedUp: boolean;
 };
 
-type RouteLimit = { dimension: Dimension; limits: Limits; scope: string };
+/** A dimension's limits on a route, with the windows that count them: requests, and value per asset
+ * the limit names (amounts in different assets are never added up). */
+type RouteLimit = { dimension: Dimension; limits: Limits; scope: string; requests?: SlidingWindow; value: Map<string, SlidingWindow> };
 
 const nothing = () => {};
 const MINUTE = 60_000;
 const HOUR = 3_600_000;
 
 export class RiskPolicy {
-  private readonly requests = new SlidingWindow(MINUTE);
-  private readonly value = new SlidingWindow(HOUR);
-  /** Per channel: requests within the hour (its own history, for the burst rule). */
+  /** Per channel: requests within the minute and the hour (its own history, for the burst rule). */
+  private readonly recent = new SlidingWindow(MINUTE);
   private readonly history = new SlidingWindow(HOUR);
+  /** The windows of each scope ("*" or a route) and dimension, shared by the routes that use them. */
+  private readonly windows = new Map<string, Pick<RouteLimit, "requests" | "value">>();
   private readonly firstSeen = new Map<string, number>();
   private readonly payerChannels = new Map<string, Map<string, number>>();
   private readonly routeLimits = new Map<string, RouteLimit[]>();
@@ -126,12 +129,11 @@ export class RiskPolicy {
     const now = this.clock();
     this.observe(request, now);
     const limits = this.limitsFor(request.route);
-    const keys = limits.map((l) => this.keyOf(request, l.dimension, l.scope));
-    const limited = this.velocity(request, limits, keys, now);
+    const limited = this.velocity(request, limits, now);
     if (limited) return { ...limited, release: nothing };
     const decision = this.anomaly(request, now);
     if (decision.action !== "allow") return { ...decision, release: nothing };
-    return { ...decision, release: this.count(request, keys, now) };
+    return { ...decision, release: this.count(request, limits, now) };
   }
 
   /** The limits that apply on `route`, worked out once per route (the paid path asks every request). */
@@ -141,7 +143,18 @@ export class RiskPolicy {
       const own = this.rules.routes?.[route] ?? {};
       found = DIMENSIONS.flatMap((dimension) => {
         const limits = own[dimension] ?? this.rules.limits?.[dimension];
-        return limits ? [{ dimension, limits, scope: own[dimension] ? route : "*" }] : [];
+        if (!limits) return [];
+        const scope = own[dimension] ? route : "*";
+        const shared = `${scope}\n${dimension}`;
+        let windows = this.windows.get(shared);
+        if (!windows) {
+          windows = {
+            requests: limits.requestsPerMinute === undefined ? undefined : new SlidingWindow(MINUTE),
+            value: new Map(Object.keys(limits.valuePerHour ?? {}).map((asset) => [asset, new SlidingWindow(HOUR)])),
+          };
+          this.windows.set(shared, windows);
+        }
+        return [{ dimension, limits, scope, ...windows }];
       });
       // Routes are the paywall's own keys, a fixed set; a bare path (payments()) could vary.
       if (this.routeLimits.size < 10_000) this.routeLimits.set(route, found);
@@ -149,27 +162,23 @@ export class RiskPolicy {
     return found;
   }
 
-  private keyOf(request: RiskRequest, dimension: Dimension, scope: string): string {
-    const id = dimension === "channel" ? request.account : dimension === "payer" ? request.payer : request.client;
-    return `${scope}\n${dimension}\n${id}`;
-  }
-
-  private velocity(request: RiskRequest, limits: RouteLimit[], keys: string[], now: number): RiskDecision | undefined {
+  private velocity(request: RiskRequest, limits: RouteLimit[], now: number): RiskDecision | undefined {
     const reasons: Reason[] = [];
     let waitMs = 0;
-    for (let k = 0; k < limits.length; k++) {
-      const { dimension, limits: l, scope } = limits[k]!;
-      const key = keys[k]!;
-      const perMinute = l.requestsPerMinute;
+    for (const { dimension, limits: l, scope, requests, value } of limits) {
+      const id = idOf(request, dimension);
+      const on = scope === "*" ? "" : ` on ${scope}`;
       // Within the limit (the paid path's answer) costs one read of the window's totals.
-      if (perMinute !== undefined && this.requests.usage(key, now).count + 1 > perMinute) {
-        waitMs = Math.max(waitMs, this.requests.waitUntil(key, now, (u) => u.count + 1 <= perMinute) ?? MINUTE);
-        reasons.push({ rule: `${dimension}.requestsPerMinute`, message: `The ${dimension} made ${this.requests.usage(key, now).count} requests in the last minute; the limit${scope === "*" ? "" : ` on ${scope}`} is ${perMinute}.` });
+      const perMinute = l.requestsPerMinute!;
+      if (requests && requests.usage(id, now).count + 1 > perMinute) {
+        waitMs = Math.max(waitMs, requests.waitUntil(id, now, (u) => u.count + 1 <= perMinute) ?? MINUTE);
+        reasons.push({ rule: `${dimension}.requestsPerMinute`, message: `The ${dimension} made ${requests.usage(id, now).count} requests in the last minute; the limit${on} is ${perMinute}.` });
       }
+      const spent = value.get(request.asset);
       const perHour = l.valuePerHour?.[request.asset];
-      if (perHour !== undefined && this.value.usage(key, now).value + request.amount > perHour) {
-        waitMs = Math.max(waitMs, this.value.waitUntil(key, now, (u: Usage) => u.value + request.amount <= perHour) ?? HOUR);
-        reasons.push({ rule: `${dimension}.valuePerHour`, message: `The ${dimension} spent ${this.value.usage(key, now).value} in the last hour; with ${request.amount} more it would pass the limit${scope === "*" ? "" : ` on ${scope}`} of ${perHour}.` });
+      if (spent && perHour !== undefined && spent.usage(id, now).value + request.amount > perHour) {
+        waitMs = Math.max(waitMs, spent.waitUntil(id, now, (u: Usage) => u.value + request.amount <= perHour) ?? HOUR);
+        reasons.push({ rule: `${dimension}.valuePerHour`, message: `The ${dimension} spent ${spent.usage(id, now).value} in the last hour; with ${request.amount} more it would pass the limit${on} of ${perHour}.` });
       }
     }
     if (reasons.length === 0) return undefined;
@@ -182,7 +191,7 @@ export class RiskPolicy {
     const reasons: Reason[] = [];
     if (rules.burst) {
       const { factor, minRequests, points } = rules.burst;
-      const lastMinute = this.requests.usage(`history\n${request.account}`, now).count + 1;
+      const lastMinute = this.recent.usage(request.account, now).count + 1;
       const hour = this.history.usage(request.account, now).count + 1;
       const age = now - (this.firstSeen.get(request.account) ?? now);
       const before = (hour - lastMinute) / 59;
@@ -247,27 +256,33 @@ export class RiskPolicy {
   }
 
   /** Counts an admitted request; returns how to take it back. */
-  private count(request: RiskRequest, keys: string[], now: number): () => void {
+  private count(request: RiskRequest, limits: RouteLimit[], now: number): () => void {
     const burst = this.rules.anomaly?.burst !== undefined;
-    for (const key of keys) {
-      this.requests.add(key, now);
-      this.value.add(key, now, request.amount);
+    for (const { dimension, requests, value } of limits) {
+      const id = idOf(request, dimension);
+      requests?.add(id, now);
+      value.get(request.asset)?.add(id, now, request.amount);
     }
     if (burst) {
-      this.requests.add(`history\n${request.account}`, now);
+      this.recent.add(request.account, now);
       this.history.add(request.account, now);
     }
     return () => {
-      for (const key of keys) {
-        this.requests.remove(key, now);
-        this.value.remove(key, now, request.amount);
+      for (const { dimension, requests, value } of limits) {
+        const id = idOf(request, dimension);
+        requests?.remove(id, now);
+        value.get(request.asset)?.remove(id, now, request.amount);
       }
       if (burst) {
-        this.requests.remove(`history\n${request.account}`, now);
+        this.recent.remove(request.account, now);
         this.history.remove(request.account, now);
       }
     };
   }
+}
+
+function idOf(request: RiskRequest, dimension: Dimension): string {
+  return dimension === "channel" ? request.account : dimension === "payer" ? request.payer : request.client;
 }
 
 function checkLimits(route: string, limits: VelocityLimits): void {
