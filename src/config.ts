@@ -21,6 +21,22 @@ const usd = z.string().regex(/^\d+(\.\d+)?$/, "must be a decimal number of US do
 const seconds = z.coerce.number().int().min(0);
 const milliseconds = z.coerce.number().int().min(1);
 const port = z.coerce.number().int().min(0).max(65535);
+const perMinute = z.coerce.number().int().min(1, "must be a whole number of requests, at least 1");
+const riskLimits = z
+  .object({ requestsPerMinute: z.number().int().min(1).optional(), valuePerHour: z.string().regex(/^[1-9][0-9]*$/, "must be a positive whole number of base units, as a string").optional() })
+  .strict();
+/** RISK_ROUTES: per route ("GET /api/quote"), limits per dimension that replace the defaults. */
+const riskRoutes = z
+  .string()
+  .transform((text, ctx) => {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      ctx.addIssue({ code: "custom", message: 'must be JSON such as {"GET /api/quote": {"channel": {"requestsPerMinute": 60}}}' });
+      return z.NEVER;
+    }
+  })
+  .pipe(z.record(z.string().regex(/^([A-Za-z]+\s+)?\/\S*$/, 'must name a route as the paywall does, e.g. "GET /api/quote"'), z.object({ channel: riskLimits, payer: riskLimits, client: riskLimits }).partial().strict()));
 const secret = <T extends z.ZodType>(schema: T, description: string) => schema.meta({ description, secret: true });
 
 export const configSchema = z.object({
@@ -183,6 +199,26 @@ export const configSchema = z.object({
   WORK_OPERATOR_PORT: port
     .optional()
     .describe("port of `paychan work`'s operator endpoints (GET /metrics, /healthz, /reconcile) on OPERATOR_HOST; unset: none; 0 picks a free one"),
+  RISK_CHANNEL_REQUESTS_PER_MINUTE: perMinute.optional().describe("risk: paid requests a channel (or credit account) may make per minute, per gateway process; over it 429 rate_limited; unset: no limit"),
+  RISK_PAYER_REQUESTS_PER_MINUTE: perMinute.optional().describe("risk: paid requests one payer may make per minute over all its channels, per gateway process; unset: no limit"),
+  RISK_CLIENT_REQUESTS_PER_MINUTE: perMinute.optional().describe("risk: paid requests one client address may make per minute, per gateway process; unset: no limit"),
+  RISK_CHANNEL_VALUE_PER_HOUR: amount.optional().describe("risk: base units of ASSET a channel may spend per hour, per gateway process; unset: no limit"),
+  RISK_PAYER_VALUE_PER_HOUR: amount.optional().describe("risk: base units of ASSET one payer may spend per hour over all its channels; unset: no limit"),
+  RISK_CLIENT_VALUE_PER_HOUR: amount.optional().describe("risk: base units of ASSET one client address may spend per hour; unset: no limit"),
+  RISK_ROUTES: riskRoutes
+    .optional()
+    .describe('risk: per-route limits replacing the defaults above, as JSON: {"GET /api/quote": {"channel": {"requestsPerMinute": 60, "valuePerHour": "1000000"}}} (value in base units of ASSET)'),
+  RISK_ANOMALY: z
+    .enum(["off", "on"])
+    .default("off")
+    .describe("risk: score each paid request for anomalies (a burst far above the channel's own rate, a new channel draining its deposit, one payer with many channels) and ask for a step-up or deny"),
+  RISK_STEP_UP_SCORE: z.coerce.number().int().min(1).default(50).describe("risk: an anomaly score from which the payer's wallet must approve (step_up_required)"),
+  RISK_DENY_SCORE: z.coerce.number().int().min(1).default(100).describe("risk: an anomaly score from which a request is refused (risk_denied), approval or not"),
+  RISK_EXPOSURE_WINDOW_SECONDS: seconds
+    .optional()
+    .describe("risk: while a payer's withdrawal finalizes within this many seconds, cap what its channel may owe unclaimed (RISK_EXPOSURE_PERCENT, RISK_EXPOSURE_CAP) and claim early; unset: no cap"),
+  RISK_EXPOSURE_PERCENT: z.coerce.number().int().min(1).max(100).default(50).describe("risk: the exposure cap as a percentage of the channel's deposit"),
+  RISK_EXPOSURE_CAP: amount.optional().describe("risk: the exposure cap in base units of ASSET, when lower than RISK_EXPOSURE_PERCENT of the deposit"),
   LOG_LEVEL: z
     .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
     .default("info")

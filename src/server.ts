@@ -30,6 +30,10 @@ import { CreditScheme } from "./gateway/CreditScheme.js";
 import { PaymentGateway } from "./gateway/PaymentGateway.js";
 import type { PaymentScheme } from "./gateway/PaymentScheme.js";
 import { paywall, type PaymentDecision, type PaywallOptions, type RouteSpec } from "./gateway/paywall.js";
+import { RiskGate } from "./gateway/RiskGate.js";
+import type { ExposureCap } from "./ledger/acceptVouchers.js";
+import { RiskDecisionLog, recentRiskDecisions } from "./ledger/riskDecisions.js";
+import { RiskPolicy, type Limits, type RiskRecord, type RiskRules, type VelocityLimits } from "./policy/risk.js";
 import { bookCredit } from "./ledger/creditBooking.js";
 import { FIAT_DECIMALS, parseMajor, minorToBase } from "./ledger/currency.js";
 import { LedgerCreditStore } from "./ledger/LedgerCreditStore.js";
@@ -95,6 +99,12 @@ export type Paychan = {
   /** Options for `paywall()`: the price table, and callbacks that log and count each payment
    * decision (createApp passes them): `paywall(paychan.schemes, routes, paychan.paywallOptions)`. */
   paywallOptions: PaywallOptions;
+  /** The seller's risk policy (RISK_*), when one is configured; its decisions go to `riskDecisions`. */
+  risk?: RiskGate;
+  riskDecisions: RiskDecisionLog;
+  /** Settlement loops running in this process (createSettlement adds its own): a channel refused by
+   * the exposure cap wakes them to claim it. A `work` process elsewhere claims it on its next poll. */
+  settlementWakers: Set<() => void>;
   close(): Promise<void>;
 };
 
@@ -178,6 +188,7 @@ export async function startPaychan(config: Config, options: StartOptions = {}): 
   const db = await openDatabase({ url: config.DATABASE_URL, connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS });
   // Vouchers a previous process accepted but did not live to book.
   await bookAccepted(db.sql);
+  const settlementWakers = new Set<() => void>();
   const store = new LedgerPaymentStore(db, {
     onBookingError: (error) => {
       if (isDatabaseFailure(error)) metrics.databaseError("booking");
@@ -195,6 +206,10 @@ export async function startPaychan(config: Config, options: StartOptions = {}): 
     pendingDepositCap: pendingDepositCapFor(config, confirmations),
     closingMarginSeconds: config.CLOSING_MARGIN_SECONDS,
     onCommit: (batch) => metrics.commit(batch),
+    exposureCap: exposureCapOf(config),
+    onExposureCapped: () => {
+      for (const wake of settlementWakers) wake();
+    },
   });
   let fiat: FiatRails | undefined;
   let credit: CreditScheme | undefined;
@@ -230,6 +245,21 @@ export async function startPaychan(config: Config, options: StartOptions = {}): 
     await db.close();
     throw error;
   });
+  const riskDecisions = new RiskDecisionLog(db.sql, {
+    onError: (error, dropped) => {
+      if (isDatabaseFailure(error)) metrics.databaseError("risk");
+      log.warn({ dropped, ...errorFields(log, error) }, "risk: could not record decisions; they are only in this log");
+    },
+  });
+  const policy = new RiskPolicy(riskRulesOf(config, gateway.defaultAsset));
+  const risk = policy.active
+    ? new RiskGate(policy, {
+        onDecision: (record) => {
+          logRisk(log, record);
+          riskDecisions.record(record);
+        },
+      })
+    : undefined;
   const scope: MirrorScope = { chainId, escrow: gateway.location.escrow, payee: gateway.payee };
   collectFromDatabase(metrics, { db, publicClient, scope, fromBlock: config.WATCH_FROM_BLOCK, asset: gateway.defaultAsset });
   return {
@@ -247,8 +277,12 @@ export async function startPaychan(config: Config, options: StartOptions = {}): 
     confirmations,
     metrics,
     log,
+    risk,
+    riskDecisions,
+    settlementWakers,
     paywallOptions: {
       prices,
+      risk,
       onError: (message, error, req) => {
         if (isDatabaseFailure(error)) metrics.databaseError("paywall");
         log.error({ reqId: req?.res && requestIdOf(req.res), ...errorFields(log, error) }, message.replace(/:$/, ""));
@@ -259,6 +293,7 @@ export async function startPaychan(config: Config, options: StartOptions = {}): 
       },
     },
     async close() {
+      await riskDecisions.close();
       await store.close();
       await creditStore?.close();
       await db.close();
@@ -436,6 +471,46 @@ function collectFromDatabase(
   });
 }
 
+/** The risk rules RISK_* configure (value limits in `asset`, the channel's); none by default. */
+export function riskRulesOf(config: Config, asset: Asset): RiskRules {
+  const limits = (requestsPerMinute: number | undefined, valuePerHour: bigint | undefined): Limits | undefined =>
+    requestsPerMinute === undefined && valuePerHour === undefined
+      ? undefined
+      : { ...(requestsPerMinute !== undefined && { requestsPerMinute }), ...(valuePerHour !== undefined && { valuePerHour: { [asset]: valuePerHour } }) };
+  const velocity = (entries: [keyof VelocityLimits, Limits | undefined][]): VelocityLimits => Object.fromEntries(entries.filter(([, l]) => l !== undefined));
+  const routes = Object.fromEntries(
+    Object.entries(config.RISK_ROUTES ?? {}).map(([route, byDimension]) => [
+      route.trim().replace(/\s+/, " ").replace(/^[a-z]+(?= )/, (m) => m.toUpperCase()),
+      velocity(Object.entries(byDimension).map(([d, l]) => [d as keyof VelocityLimits, limits(l?.requestsPerMinute, l?.valuePerHour === undefined ? undefined : BigInt(l.valuePerHour))])),
+    ]),
+  );
+  return {
+    limits: velocity([
+      ["channel", limits(config.RISK_CHANNEL_REQUESTS_PER_MINUTE, config.RISK_CHANNEL_VALUE_PER_HOUR)],
+      ["payer", limits(config.RISK_PAYER_REQUESTS_PER_MINUTE, config.RISK_PAYER_VALUE_PER_HOUR)],
+      ["client", limits(config.RISK_CLIENT_REQUESTS_PER_MINUTE, config.RISK_CLIENT_VALUE_PER_HOUR)],
+    ]),
+    routes,
+    ...(config.RISK_ANOMALY === "on" && {
+      anomaly: {
+        stepUpScore: config.RISK_STEP_UP_SCORE,
+        denyScore: config.RISK_DENY_SCORE,
+        burst: { factor: 10, minRequests: 60, points: 50 },
+        freshDrain: { withinSeconds: 60, percent: 50, points: 60 },
+        payerFanout: { channels: 100, points: 40 },
+      },
+    }),
+  };
+}
+
+/** One line per risk decision that had a reason, with every reason spelled out. */
+function logRisk(log: Logger, record: RiskRecord): void {
+  const { route, scheme, account, payer, client, action, code, score, reasons, steppedUp } = record;
+  const fields = { route, scheme, [scheme === SCHEME ? "channel" : "account"]: account, payer, client, action, code, score, steppedUp, reasons: reasons.map((r) => `${r.rule}: ${r.message}`) };
+  if (action === "allow") log.info(fields, "risk: allowed with reasons");
+  else log.warn(fields, `risk: ${action}`);
+}
+
 /** One line per payment decision: scheme, channel or account, amount, code and latency. */
 function logDecision(log: Logger, decision: PaymentDecision, req: Request, res: Response): void {
   const { scheme, outcome, code, account, amount, asset, pricing, seconds, status } = decision;
@@ -539,6 +614,12 @@ export function createOperatorEndpoints(paychan: Paychan, options: { settlement?
   app.get("/metrics", (_req, res, next) => {
     paychan.metrics.render().then((body) => res.setHeader("Content-Type", paychan.metrics.contentType).send(body), next);
   });
+  app.get("/risk/decisions", (req, res, next) => {
+    const limit = Number(req.query.limit ?? 100);
+    const account = typeof req.query.account === "string" ? req.query.account.toLowerCase() : undefined;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) return void res.status(400).json({ error: "bad_request", message: "limit must be a whole number from 1 to 1000." });
+    recentRiskDecisions(paychan.db.sql, { limit, account }).then((rows) => res.json({ decisions: rows.map((d) => ({ ...d, amount: d.amount.toString() })) }), next);
+  });
   if (paychan.fiat) app.use(operatorFiatRoutes(paychan.fiat));
   app.use(answerFailures);
   return app;
@@ -557,7 +638,14 @@ export function policyOf(config: Config): SettlementPolicy {
     gasMultiplier: config.SETTLE_GAS_MULTIPLIER,
     watchtowerMarginSeconds: config.WATCHTOWER_MARGIN_SECONDS,
     batchSize: config.SETTLE_BATCH_SIZE,
+    exposureCap: exposureCapOf(config),
   };
+}
+
+/** RISK_EXPOSURE_*: the cap on what a withdrawing channel may owe unclaimed near its deadline; none by default. */
+export function exposureCapOf(config: Config): ExposureCap | undefined {
+  if (config.RISK_EXPOSURE_WINDOW_SECONDS === undefined) return undefined;
+  return { windowSeconds: config.RISK_EXPOSURE_WINDOW_SECONDS, percent: config.RISK_EXPOSURE_PERCENT, absolute: config.RISK_EXPOSURE_CAP };
 }
 
 /** Chain, ledger and voucher store compared; `ok` is false when money is missing. */
@@ -712,6 +800,8 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
     config.POLL_INTERVAL_MS,
     (error) => failed("settlement", error),
   );
+  const wakeForExposure = () => settleLoop.wake();
+  paychan.settlementWakers.add(wakeForExposure);
   let catchingUp = false;
   let progressAt = 0;
   const watcher = new ChainWatcher({
@@ -855,6 +945,7 @@ export function createSettlement(paychan: Paychan, options: SettlementOptions = 
       if (options.log && config.HEARTBEAT_SECONDS > 0) heartbeatLoop.start();
     },
     async stop() {
+      paychan.settlementWakers.delete(wakeForExposure);
       await Promise.all([watchLoop.stop(), settleLoop.stop(), heartbeatLoop.stop()]);
     },
   };

@@ -15,6 +15,8 @@
 //   scale     paid with 1,000,000 channels in the database, against the 1,000-channel figure
 //   pricing   paid with the route's pricing policies off, then on (demand pricing and a volume tier,
 //             src/policy/pricing.ts), each on a fresh Postgres, alternating PRICING_ROUNDS times
+//   risk      paid with the risk policy off and on (every limit and the anomaly score, none of them
+//             reached), alternating RISK_ROUNDS times (default 2) on fresh databases: on / off
 // PROFILE=1 adds an unpaid and a paid run under the V8 CPU profiler and prints where a gateway's CPU
 // time per request goes, paid against unpaid (PROFILE_OUT=<dir> keeps the .cpuprofile files, which
 // Chrome's DevTools open).
@@ -45,8 +47,9 @@ import { freshPostgres } from "./freshPostgres.js";
 const SECONDS = Number(process.env.SECONDS ?? 8);
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 32);
 const VOUCHERS = Number(process.env.VOUCHERS ?? 2500);
-const RUNS = new Set((process.env.RUNS ?? "postgres,latency,pglite,replicas,scale,pricing").split(","));
+const RUNS = new Set((process.env.RUNS ?? "postgres,latency,pglite,replicas,scale,pricing,risk").split(","));
 const PRICING_ROUNDS = Number(process.env.PRICING_ROUNDS ?? 2);
+const RISK_ROUNDS = Number(process.env.RISK_ROUNDS ?? 2);
 const PROFILE = process.env.PROFILE === "1";
 const PRICE = 1_000_000_000n;
 const BASE_CHANNELS = 1_000;
@@ -69,7 +72,7 @@ type Replica = {
   stop(): Promise<void>;
 };
 /** Starts one gateway process on `databaseUrl`. */
-async function startReplica(databaseUrl: string, options: { fiat?: boolean; pricing?: boolean } = {}): Promise<Replica> {
+async function startReplica(databaseUrl: string, options: { fiat?: boolean; env?: Record<string, string> } = {}): Promise<Replica> {
   const env = {
     ...process.env,
     DATABASE_URL: databaseUrl,
@@ -78,8 +81,8 @@ async function startReplica(databaseUrl: string, options: { fiat?: boolean; pric
     PAYEE_ADDRESS: payee!.account.address,
     MIN_WITHDRAW_DELAY: "3600",
     BENCH_PRICE: PRICE.toString(),
-    BENCH_PRICING: options.pricing ? "1" : "",
     ...(options.fiat ? { STRIPE_SECRET_KEY: "sk_test_bench", STRIPE_WEBHOOK_SECRET: "whsec_bench", STRIPE_API_BASE: "http://127.0.0.1:9" } : {}),
+    ...options.env,
   };
   const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "replica.ts")], { env, stdio: ["ignore", "pipe", "inherit"] });
   const base = await new Promise<string>((resolve, reject) => {
@@ -235,13 +238,13 @@ async function postgresCpu(url: string): Promise<number> {
 }
 
 /** A fresh Postgres gateway with `channels` rows in its database (the 32 paid ones among them). */
-async function postgresGateways(count: number, channels: number, fiat = false, pricing = false) {
+async function postgresGateways(count: number, channels: number, fiat = false, env: Record<string, string> = {}) {
   const database = await freshPostgres();
   const seed = await openDatabase({ url: database.url }); // migrates
   await seed.close();
   await addIdleChannels(database.url, channels - CONNECTIONS);
   const replicas: Replica[] = [];
-  for (let i = 0; i < count; i++) replicas.push(await startReplica(database.url, { fiat, pricing }));
+  for (let i = 0; i < count; i++) replicas.push(await startReplica(database.url, { fiat, env }));
   return {
     database,
     replicas,
@@ -370,7 +373,7 @@ if (RUNS.has("pricing")) {
   const cpu: Record<"off" | "on", number[]> = { off: [], on: [] };
   for (let round = 0; round < PRICING_ROUNDS; round++) {
     for (const mode of ["off", "on"] as const) {
-      const run = await postgresGateways(1, BASE_CHANNELS, false, mode === "on");
+      const run = await postgresGateways(1, BASE_CHANNELS, false, mode === "on" ? { BENCH_PRICING: "1" } : {});
       const [replica] = run.replicas;
       await load([replica!.url], "unpaid"); // warm-up: JIT, connection pools
       await load([replica!.url], "paid-first");
@@ -425,6 +428,46 @@ if (RUNS.has("scale")) {
     console.log(`paid at ${SCALE_CHANNELS.toLocaleString("en")} / at ${BASE_CHANNELS.toLocaleString("en")} channels = ${(paid.rps / figures.paid.rps).toFixed(2)}`);
   }
   await run.stop();
+}
+
+if (RUNS.has("risk")) {
+  // Every check on: three dimensions by count and by value, and the anomaly score. The limits are out
+  // of reach, so every request is paid: the figure is what checking costs, not what refusing saves.
+  const far = "1000000000000000000000000000000";
+  const riskOn: Record<string, string> = {
+    RISK_CHANNEL_REQUESTS_PER_MINUTE: "100000000",
+    RISK_PAYER_REQUESTS_PER_MINUTE: "100000000",
+    RISK_CLIENT_REQUESTS_PER_MINUTE: "100000000",
+    RISK_CHANNEL_VALUE_PER_HOUR: far,
+    RISK_PAYER_VALUE_PER_HOUR: far,
+    RISK_CLIENT_VALUE_PER_HOUR: far,
+    RISK_ANOMALY: "on",
+  };
+  console.log(`\nRisk policy off and on, Postgres, one gateway, ${RISK_ROUNDS} alternating rounds:`);
+  // Throughput on a shared machine swings with its other load; the gateway's CPU time per paid request
+  // is the steadier figure of what the policy adds.
+  const paid: Record<"off" | "on", number[]> = { off: [], on: [] };
+  const cpu: Record<"off" | "on", number[]> = { off: [], on: [] };
+  for (let round = 0; round < RISK_ROUNDS; round++) {
+    for (const mode of round % 2 === 0 ? (["off", "on"] as const) : (["on", "off"] as const)) {
+      const run = await postgresGateways(1, BASE_CHANNELS, false, mode === "on" ? riskOn : {});
+      const [replica] = run.replicas;
+      await load([replica!.url], "unpaid"); // warm-up
+      await load([replica!.url], "paid-first");
+      const before = (await replica!.stats()).cpuMicros;
+      const result = await load([replica!.url], "paid");
+      const stats = await replica!.stats();
+      row(`paid, risk ${mode}`, result);
+      console.log(`  gateway CPU per paid request ${Math.round((stats.cpuMicros - before) / result.total)} µs`);
+      checkDurable("vouchers", result, stats.payments);
+      paid[mode].push(result.rps);
+      cpu[mode].push((stats.cpuMicros - before) / result.total);
+      await run.stop();
+    }
+  }
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  console.log(`paid with risk on / off = ${(mean(paid.on) / mean(paid.off)).toFixed(2)}   (${Math.round(mean(paid.on))} / ${Math.round(mean(paid.off))} req/s)`);
+  console.log(`gateway CPU per paid request, risk on / off = ${(mean(cpu.on) / mean(cpu.off)).toFixed(2)}   (${Math.round(mean(cpu.on))} / ${Math.round(mean(cpu.off))} µs)`);
 }
 
 if (PROFILE) {

@@ -5,7 +5,8 @@
 // | reason          | holds when                                                                     |
 // |-----------------|--------------------------------------------------------------------------------|
 // | DEADLINE        | a withdrawal finalizes within the watchtower margin (and has not yet)          |
-// | WATCHTOWER      | the payer started a withdrawal and no claim was decided since the watcher saw it |
+// | WATCHTOWER      | the payer started a withdrawal and no claim was decided since the watcher saw it, |
+// |                 | or (exposure cap) its deadline is within the cap's window and it owes half the cap |
 // | THRESHOLD       | unclaimed ≥ the threshold (0: off)                                              |
 // | GAS_BREAK_EVEN  | native-coin channel: unclaimed ≥ multiplier × gas price × gas per claim         |
 // | INTERVAL        | the settlement interval elapsed (0: off): every channel with anything unclaimed |
@@ -15,6 +16,7 @@
 // lost to the payee. A channel past its deadline is never planned (the escrow would skip it).
 import { zeroAddress, type Address } from "viem";
 import type { SettlementTrigger } from "../generated/prisma/enums.js";
+import { exposureLimit, type ExposureCap } from "../ledger/acceptVouchers.js";
 import type { ClaimCandidate, PlannedBatch, PlannedItem } from "../ledger/settlementStore.js";
 
 export type SettlementPolicy = {
@@ -28,6 +30,9 @@ export type SettlementPolicy = {
   watchtowerMarginSeconds: number;
   /** Channels per claimBatch transaction. */
   batchSize: number;
+  /** The gateway's exposure cap (RISK_EXPOSURE_*): a withdrawing channel near its deadline is claimed
+   * once it owes half the cap, so the gateway seldom has to turn its payer away. */
+  exposureCap?: ExposureCap;
 };
 
 export type Conditions = {
@@ -52,6 +57,8 @@ export function reasonToClaim(c: ClaimCandidate, when: Conditions, policy: Settl
     if (when.now + BigInt(policy.watchtowerMarginSeconds) >= c.withdrawReadyAt) return "DEADLINE";
   }
   if (c.withdrawalUnanswered) return "WATCHTOWER";
+  const cap = policy.exposureCap;
+  if (cap && c.withdrawReadyAt !== null && when.now + BigInt(cap.windowSeconds) >= c.withdrawReadyAt && 2n * c.unclaimed >= exposureLimit(cap, c.deposit)) return "WATCHTOWER";
   if (policy.threshold > 0n && c.unclaimed >= policy.threshold) return "THRESHOLD";
   if (c.token === zeroAddress && policy.gasMultiplier > 0 && c.unclaimed >= BigInt(policy.gasMultiplier) * when.gasPrice * when.gasPerClaim) {
     return "GAS_BREAK_EVEN";

@@ -13,4 +13,5 @@ export {
 } from "./channel.js";
 export { createPaidFetch, type PaidFetch, type PaidFetchOptions } from "./paidFetch.js";
 export type { AutoTopUpOptions, LowBalanceEvent, LowBalanceOptions, TopUpOutcome } from "./lowBalance.js";
+export { signStepUp, type SignedStepUp, type StepUpRequest } from "../protocol/StepUp.js";
 export { MemoryStateStore, WebStorageStateStore, type ChannelState, type ChannelStateStore } from "./stateStore.js";

@@ -1,8 +1,9 @@
 // A `fetch` that pays: it answers a 402 by signing the channel's next voucher with the session key
 // and retrying, remembers the accepted total between calls, and, once it knows a route's price,
 // pays up front so later calls take one round trip instead of two. A paid request whose connection
-// fails is sent again unchanged, which the server serves without charging twice. Works in Node and
-// browsers.
+// fails is sent again unchanged, which the server serves without charging twice. When the seller's
+// risk policy asks for a step-up, `onStepUp` has the payer's wallet sign one, and it is sent with
+// every request while it holds. Works in Node and browsers.
 import {
   HEADERS,
   decodePaymentRequired,
@@ -11,6 +12,7 @@ import {
   type PaymentRequirements,
   type Receipt,
 } from "../protocol/wire.js";
+import { STEP_UP_HEADER, encodeStepUp, type SignedStepUp, type StepUpRequest } from "../protocol/StepUp.js";
 import { ChannelPayer, type ChannelPayerOptions } from "./ChannelPayer.js";
 import { LowBalanceWatch, type AutoTopUpOptions, type LowBalanceOptions } from "./lowBalance.js";
 import type { ChannelState } from "./stateStore.js";
@@ -24,6 +26,12 @@ export type PaidFetchOptions = ChannelPayerOptions & {
   /** Top the channel up on chain by `amount` when it runs low (below `lowBalance.threshold`, or a
    * request refused for the deposit), at most `cap` per `period` seconds (off by default). */
   autoTopUp?: AutoTopUpOptions;
+  /**
+   * Called when the seller asks for a step-up (`step_up_required`): have the payer's wallet — not the
+   * session key — sign a StepUp (`signStepUp(wallet, { channelId, spendingLimit, validUntil },
+   * channel.location)`), e.g. after prompting its owner; resolve to undefined to decline.
+   */
+  onStepUp?: (request: StepUpRequest & { message: string }) => Promise<SignedStepUp | undefined>;
 };
 
 export type PaidFetch = typeof globalThis.fetch & {
@@ -48,6 +56,8 @@ export function createPaidFetch(options: PaidFetchOptions): PaidFetch {
   const fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
   const knownPrices = new Map<string, PaymentRequirements>();
   let queue: Promise<unknown> = Promise.resolve();
+  /** The payer's latest step-up approval, sent with every paid request until it expires. */
+  let stepUp: SignedStepUp | undefined;
 
   const state = (): Promise<ChannelState> => payer.state();
 
@@ -55,6 +65,7 @@ export function createPaidFetch(options: PaidFetchOptions): PaidFetch {
     const payload = await payer.sign(requirements, current);
     const headers = new Headers(request.headers);
     headers.set(HEADERS.signature, encodeHeader(payload));
+    if (stepUp && stepUp.validUntil * 1000 > Date.now()) headers.set(STEP_UP_HEADER, encodeStepUp(stepUp));
     return sendPaid(new Request(request, { headers }));
   }
 
@@ -81,6 +92,7 @@ export function createPaidFetch(options: PaidFetchOptions): PaidFetch {
     let known = knownPrices.get(route);
     if (known && !payer.affords(known)) known = undefined;
     let response = known ? await send(request.clone(), known, await state()) : await fetchImpl(request.clone());
+    let steppedUp = false;
 
     for (let attempt = 0; response.status === 402 && attempt < MAX_ATTEMPTS; attempt++) {
       const header = response.headers.get(HEADERS.required);
@@ -89,6 +101,21 @@ export function createPaidFetch(options: PaidFetchOptions): PaidFetch {
       const requirements = required.accepts.find(payer.matches);
       if (!requirements) return response;
       knownPrices.set(route, requirements);
+      if (required.code === "step_up_required") {
+        if (!options.onStepUp || steppedUp) return response;
+        steppedUp = true;
+        const { details } = (await response.clone().json().catch(() => ({}))) as { details?: Record<string, string> };
+        const signed = await options.onStepUp({
+          channelId: payer.channel.id,
+          cumulativeAmount: /^[0-9]{1,78}$/.test(String(details?.cumulativeAmount)) ? BigInt(details!.cumulativeAmount!) : 0n,
+          reasons: String(details?.reasons ?? ""),
+          message: required.error ?? "The seller asks the payer's wallet to approve this spending.",
+        });
+        if (!signed) return response;
+        stepUp = signed;
+        response = await send(request.clone(), requirements, await state());
+        continue;
+      }
       const current = await payer.recover(required.code, requirements);
       if (!current) return response;
       known = requirements;

@@ -101,6 +101,7 @@ export class CreditScheme implements PaymentScheme {
     }
     const key = await this.keyOf(payload.key);
     this.checkScope(key, request);
+    request.admit?.({ account: key.accountId, payer: key.accountId, canStepUp: false });
 
     const charge: CreditCharge = {
       keyId: key.id,

@@ -14,12 +14,14 @@ import { createHash } from "node:crypto";
 import { getAddress, hexToBytes, isAddress, zeroAddress, type Address, type Hex } from "viem";
 import { channelId, voucherSigner, type ChannelConfig, type EscrowLocation } from "../protocol/Channel.js";
 import { PaymentError } from "../protocol/Errors.js";
+import { decodeStepUp, stepUpSigner } from "../protocol/StepUp.js";
 import type { SignedVoucher } from "../protocol/Voucher.js";
 import { SCHEME, networkOf, parsePaychanPayment, type PaymentRequirements, type Receipt } from "../protocol/wire.js";
 import { tokenAsset, type Asset } from "../ledger/asset.js";
 import type { PriceNote, Quote } from "../policy/prices.js";
 import { LruMap, type ChannelCache, type CodeCache, type Seen } from "./ChannelCache.js";
 import { GroupCommit, type CommitObserver } from "./GroupCommit.js";
+import { exposureLimit, type ExposureCap } from "../ledger/acceptVouchers.js";
 import type { AcceptOutcome, ChannelReader, ChannelRecord, ChannelSnapshot, PaymentStore, VoucherCharge } from "./PaymentStore.js";
 import type { MeteredCharge, PaidRequest, PaymentHeader, PaymentScheme, Settled } from "./PaymentScheme.js";
 import { recoverSigner, voucherDigester } from "./signatures.js";
@@ -48,6 +50,13 @@ export type GatewayOptions = {
   onCommit?: CommitObserver;
   /** How long a metered request may run and still charge its usage beyond its price (default 600). */
   meteringLeaseSeconds?: number;
+  /** The risk policy's exposure cap: near a withdrawal deadline, what a channel may owe unclaimed
+   * (decided in the accept statement). Default: none. */
+  exposureCap?: ExposureCap;
+  /** Told of a channel refused by the exposure cap that a claim would make room on: wake the
+   * settlement worker. The payer is told to retry after `exposureRetryAfterSeconds` (default 5). */
+  onExposureCapped?: (channelId: Hex) => void;
+  exposureRetryAfterSeconds?: number;
 };
 
 export type Authorization = Settled & {
@@ -85,6 +94,9 @@ export class PaymentGateway implements PaymentScheme {
   private readonly contracts: CodeCache;
   /** First sight of a channel reads the chain and writes the store once, however many requests race. */
   private readonly registering = new Map<Hex, Promise<ChannelRecord>>();
+  private readonly exposureCap: ExposureCap | undefined;
+  private readonly onExposureCapped: GatewayOptions["onExposureCapped"];
+  private readonly exposureRetryAfterSeconds: number;
 
   constructor(options: GatewayOptions) {
     this.location = { chainId: options.chainId, escrow: getAddress(options.escrow) };
@@ -98,11 +110,15 @@ export class PaymentGateway implements PaymentScheme {
     this.store = options.store;
     this.chain = options.chain;
     this.digest = voucherDigester(this.location);
+    this.exposureCap = options.exposureCap;
+    this.onExposureCapped = options.onExposureCapped;
+    this.exposureRetryAfterSeconds = options.exposureRetryAfterSeconds ?? 5;
     const context = {
       chainId: options.chainId,
       closingMarginSeconds: this.closingMarginSeconds,
       pendingDepositCap: options.pendingDepositCap,
       meteringLeaseSeconds: options.meteringLeaseSeconds,
+      exposureCap: options.exposureCap,
     };
     this.commits = new GroupCommit((charges) => this.store.accept(charges, context), (charge) => charge.channelId, undefined, options.onCommit);
     this.channels = new LruMap(options.channelCacheSize ?? 50_000);
@@ -187,6 +203,19 @@ export class PaymentGateway implements PaymentScheme {
       max,
       ...(quote.pricing && { pricing: quote.pricing.reason }),
     };
+    if (request.admit) {
+      const stepUp = request.stepUp === undefined ? undefined : await this.checkStepUp(request.stepUp, config, voucher.channelId);
+      try {
+        request.admit({ account: voucher.channelId, payer: config.payer, cumulative: voucher.cumulativeAmount, deposit: cached.seen?.deposit, canStepUp: true, stepUp });
+      } catch (refusal) {
+        // The identical resend of a request already paid is no new spending: it is served again,
+        // charged nothing, whatever the risk policy says now (refusing it would lose the payer what it
+        // paid). Whether it is one, the database says.
+        const earlier = await this.store.claimRetry(charge, this.maxTimeoutSeconds, MAX_RETRIES);
+        if (earlier && earlier.price === price) return this.authorization(config, charge, earlier.paymentId, earlier.deposit, true);
+        throw refusal;
+      }
+    }
     for (let attempt = 0; ; attempt++) {
       const outcome = await this.commits.submit(charge);
       if (outcome.ok) {
@@ -250,6 +279,21 @@ export class PaymentGateway implements PaymentScheme {
               : "This channel's on-chain events could not be booked yet; nothing is served on it until they are. Retry later or open a new channel.",
             { channelId: voucher.channelId },
           );
+        case "EXPOSURE_CAPPED": {
+          const { deposit, withdrawReadyAt, claimedOnChain } = outcome.channel!;
+          const limit = exposureLimit(this.exposureCap!, deposit);
+          const details = { channelId: voucher.channelId, claimedOnChain: claimedOnChain.toString(), exposureCap: limit.toString(), withdrawReadyAt: String(withdrawReadyAt) };
+          // Once the settlement worker claims what is accepted, only this request's price is unclaimed.
+          if (price > limit) {
+            throw new PaymentError("risk_denied", `The payer is withdrawing from this channel, and near its deadline the seller lets it owe at most ${limit} unclaimed, less than this request's price ${price}; open a new channel.`, details);
+          }
+          this.onExposureCapped?.(voucher.channelId);
+          throw new PaymentError(
+            "exposure_capped",
+            `The payer is withdrawing from this channel and ${voucher.cumulativeAmount - claimedOnChain} would be owed unclaimed, over the seller's cap of ${limit} near the deadline; the seller is claiming now: retry in ${this.exposureRetryAfterSeconds} s. You were not charged.`,
+            { ...details, retryAfter: this.exposureRetryAfterSeconds },
+          );
+        }
         case "CHANNEL_NOT_FOUND":
           throw new PaymentError("unknown_channel", "No such channel is open on chain; open it and retry.");
         case "INVALID_PRICE":
@@ -398,6 +442,18 @@ export class PaymentGateway implements PaymentScheme {
       );
     }
     throw new PaymentError("invalid_signature", "The voucher is not signed by the channel's signer.");
+  }
+
+  /**
+   * A step-up counts only when the channel's payer signed it (ECDSA): the session key signs every
+   * voucher, so an approval it could sign would prove nothing about the payer.
+   */
+  private async checkStepUp(header: string, config: ChannelConfig, id: Hex): Promise<{ spendingLimit: bigint; validUntil: number }> {
+    const stepUp = decodeStepUp(header);
+    if (stepUp.channelId !== id.toLowerCase()) throw new PaymentError("step_up_invalid", "The step-up approval is for another channel.");
+    const signer = await stepUpSigner(stepUp, this.location);
+    if (signer !== getAddress(config.payer)) throw new PaymentError("step_up_invalid", `The step-up approval must be signed by the channel's payer ${config.payer}, not ${signer ?? "an unreadable signature"}.`);
+    return { spendingLimit: stepUp.spendingLimit, validUntil: stepUp.validUntil };
   }
 
   private async hasCode(address: Address): Promise<boolean> {

@@ -6,10 +6,23 @@
 import type { PaymentError } from "../protocol/Errors.js";
 import type { Asset } from "../ledger/asset.js";
 import type { Quote } from "../policy/prices.js";
+import type { RiskRequest } from "../policy/risk.js";
 
-/** The request being paid for: its method and absolute URL identify it (retries, receipts). `max`,
- * for a metered route, is the most the request may cost; `quote` is then the part paid up front. */
-export type PaidRequest = { method: string; url: string; max?: Quote };
+/** The request being paid for: its method and absolute URL identify it (retries, receipts). */
+export type PaidRequest = {
+  method: string;
+  url: string;
+  /** For a metered route, the most the request may cost; the quote is then the part paid up front. */
+  max?: Quote;
+  /** The risk policy's hook, when the seller configured one: a scheme calls it once the payment's
+   * signature checked out and before recording it; it throws the refusal. */
+  admit?: (payer: PayerFacts) => void;
+  /** The PAYMENT-STEP-UP header, when sent: a scheme that can verify it hands it to `admit`. */
+  stepUp?: string;
+};
+
+/** What a scheme tells the risk policy about who pays (see RiskRequest). */
+export type PayerFacts = Pick<RiskRequest, "account" | "payer" | "cumulative" | "deposit" | "canStepUp" | "stepUp">;
 
 /** A PAYMENT-SIGNATURE as the paywall received it: the header itself and its decoded JSON. */
 export type PaymentHeader = { header: string; json: unknown };

@@ -17,3 +17,6 @@ export {
 export type { ChannelReader, ChannelRecord, PaymentStore } from "./PaymentStore.js";
 export { CreditScheme, type CreditAuthorization, type CreditSchemeOptions } from "./CreditScheme.js";
 export type { CreditStore } from "./CreditStore.js";
+export { RiskGate, type RiskGateOptions } from "./RiskGate.js";
+export { RiskPolicy, type AnomalyRules, type Limits, type RiskDecision, type RiskRecord, type RiskRequest, type RiskRules, type VelocityLimits } from "../policy/risk.js";
+export type { PayerFacts } from "./PaymentScheme.js";

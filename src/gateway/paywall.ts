@@ -18,12 +18,17 @@
 // `meterOf(res)`, up to `maxPrice`: the charge is fixed and recorded (a 5xx's voided) before the
 // response ends, so its PAYMENT-RESPONSE states it (a streaming handler, whose headers are long gone, calls `finish` itself
 // and sends the receipt in its last event). Only schemes that can meter are offered on such a route.
+//
+// With a `risk` gate, each scheme asks it about a payment whose signature checked out, before
+// recording the payment (RiskGate.ts).
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from "express";
 import { PaymentError, isPaymentError } from "../protocol/Errors.js";
+import { STEP_UP_HEADER } from "../protocol/StepUp.js";
 import { HEADERS, X402_VERSION, decodePaymentEnvelope, encodeHeader } from "../protocol/wire.js";
 import { PriceError, PriceTable, type PriceSpec, type Quote } from "../policy/prices.js";
 import { RoutePricing } from "../policy/pricing.js";
-import type { PaymentHeader, PaymentScheme, Requirements, Settled } from "./PaymentScheme.js";
+import type { PayerFacts, PaymentHeader, PaymentScheme, Requirements, Settled } from "./PaymentScheme.js";
+import type { RiskGate } from "./RiskGate.js";
 import { UsageMeter } from "./UsageMeter.js";
 
 /** A price stated for the route (see PriceSpec), or computed from the request. */
@@ -33,7 +38,7 @@ export type Price = FixedPrice | RoutePricing;
 /** `maxPrice` makes the route metered: `price` is prepaid, and the handler's usage (`meterOf(res)`)
  * is charged up to `maxPrice`. */
 export type RouteSpec = Price | RouteObject;
-type RouteObject = { price: Price; maxPrice?: FixedPrice; description?: string; mimeType?: string };
+type RouteObject = { price: Price; maxPrice?: FixedPrice; description?: string; mimeType?: string; route?: string };
 
 const meters = new WeakMap<Response, UsageMeter>();
 
@@ -52,6 +57,8 @@ export type PaywallOptions = {
   onError?: (message: string, error: unknown, req?: Request) => void;
   /** Told every decision on a request to a paywalled route, once it is made. */
   onDecision?: (decision: PaymentDecision, req: Request, res: Response) => void;
+  /** The seller's risk policy (velocity limits, anomaly score, step-up); none by default. */
+  risk?: RiskGate;
 };
 
 /** What the paywall decided about one request. */
@@ -90,7 +97,9 @@ export function paywall(schemes: PaymentScheme | PaymentScheme[], routes: Record
     const method = (second ? first!.toLowerCase() : "all") as Method;
     const path = second ?? first!;
     if (!METHODS.includes(method)) throw new Error(`paywall: unknown method in route "${key}"`);
-    router[method](path, charge(isRouteObject(spec) ? spec : { price: spec }));
+    // The route as the risk policy's per-route limits name it: "GET /api/quote", or the bare path.
+    const route = second ? `${first!.toUpperCase()} ${path}` : path;
+    router[method](path, charge({ ...(isRouteObject(spec) ? spec : { price: spec }), route }));
   }
   // A Router answers OPTIONS for its paths by itself; a CORS preflight must reach the app's own handlers.
   const paysOptions = Object.keys(routes).some((key) => /^options\s/i.test(key.trim()));
@@ -110,6 +119,7 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
   const onError = options.onError ?? ((message: string, error: unknown) => console.error(`${message} ${error instanceof Error ? error.message : String(error)}`));
   const decided = options.onDecision;
   const byName = new Map(list.map((s) => [s.scheme, s]));
+  const risk = options.risk?.policy.active ? options.risk : undefined;
 
   return (spec: RouteObject): RequestHandler => {
     checkMetered(spec, list);
@@ -138,6 +148,7 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
       let handler: PaymentScheme | undefined;
       let started: number | undefined;
       let payer: string | undefined;
+      let release: (() => void) | undefined;
       try {
         started = performance.now();
         const { scheme, header, json } = paymentOf(req, schemes);
@@ -152,8 +163,17 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
           quote = priced.quote;
           if (priced.refusal) throw priced.refusal;
         }
-        settled = await handler.authorize({ header, json }, quote, { method: req.method, url: resource.url, ...(max && { max }) });
+        const payee = handler;
+        const charged = quote;
+        const admit =
+          risk &&
+          ((facts: PayerFacts) => {
+            const { amount = 0n, asset = "" } = priceIn(payee, charged);
+            release = risk.admit({ ...facts, route: spec.route ?? `${req.method} ${req.route?.path ?? req.path}`, scheme, client: req.ip ?? "", amount, asset });
+          });
+        settled = await handler.authorize({ header, json }, quote, { method: req.method, url: resource.url, ...(max && { max }), admit, stepUp: req.get(STEP_UP_HEADER) });
       } catch (error) {
+        release?.();
         const sent = started !== undefined && !(isPaymentError(error) && error.code === "payment_required");
         const seconds = sent ? (performance.now() - started!) / 1000 : undefined;
         if (isPaymentError(error)) {
@@ -300,7 +320,9 @@ function refuse(res: Response, schemes: PaymentScheme[], quote: Quote, max: Quot
     accepts,
   };
   res.setHeader(HEADERS.required, encodeHeader(body));
-  res.setHeader("Access-Control-Expose-Headers", HEADERS.required);
+  const retryAfter = error.details?.retryAfter;
+  if (typeof retryAfter === "number") res.setHeader("Retry-After", String(retryAfter));
+  res.setHeader("Access-Control-Expose-Headers", typeof retryAfter === "number" ? `${HEADERS.required}, Retry-After` : HEADERS.required);
   res.status(error.status).json({ error: error.code, message: error.message, ...(error.details && { details: error.details }) });
 }
 

@@ -8,6 +8,8 @@
 //     not book), and no withdrawal (confirmed or seen at the head) that finalizes within the margin —
 //     all read from the channel row as the watcher last wrote it, the margin in the chain's time
 //     (chain_head);
+//   - with an exposure cap, while a withdrawal deadline is within its window, what the channel would
+//     owe unclaimed (the voucher's total minus what the chain has paid) stays within the cap;
 //   - no standing payment already holds a voucher for that total;
 //   - for a metered charge (one with a maximum), the deposit also covers the most its usage may add,
 //     and no other metered request on the channel is still running: the usage a channel may owe
@@ -61,6 +63,9 @@ export type AcceptRefusal =
   | "TOTAL_HELD"
   /** The voucher promises more than the channel's deposit (confirmed, plus pending up to the cap). */
   | "EXCEEDS_DEPOSIT"
+  /** A withdrawal deadline is within the exposure window and the channel would owe more unclaimed
+   * than the exposure cap: a claim would make room. */
+  | "EXPOSURE_CAPPED"
   /** Nothing is served on the channel: a reorg took away money it had spent, or the mirror could not
    * book one of its events. */
   | "CHANNEL_BLOCKED"
@@ -78,6 +83,8 @@ export type ChannelSnapshot = {
   /** The nearer of the confirmed and the seen withdrawal deadlines. */
   withdrawReadyAt: bigint | null;
   blockedReason: string | null;
+  /** What the chain has paid the payee from the channel so far. */
+  claimedOnChain: bigint;
 };
 
 export type AcceptOutcome =
@@ -92,7 +99,18 @@ export type AcceptContext = {
   pendingDepositCap?: bigint;
   /** How long a metered request may run and still report its usage (default 600 seconds). */
   meteringLeaseSeconds?: number;
+  /** While a withdrawal finalizes within `windowSeconds` (chain time), a voucher's total minus what
+   * was claimed may not exceed `percent` of the deposit, nor `absolute`. Default: no cap. */
+  exposureCap?: ExposureCap;
 };
+
+export type ExposureCap = { windowSeconds: number; percent: number; absolute?: bigint };
+
+/** The cap on what a channel with `deposit` may owe unclaimed near its deadline. */
+export function exposureLimit(cap: ExposureCap, deposit: bigint): bigint {
+  const share = (deposit * BigInt(cap.percent)) / 100n;
+  return cap.absolute !== undefined && cap.absolute < share ? cap.absolute : share;
+}
 
 /** Larger than any deposit (uint96): "no cap". */
 const NO_CAP = 10n ** 40n;
@@ -133,6 +151,8 @@ WITH i AS (
     AND NOT c.closed AND NOT c.closed_seen
     AND c.blocked_reason IS NULL
     AND (${DEADLINE} IS NULL OR ${DEADLINE} > clock.now + $8)
+    AND ($13::bigint < 0 OR ${DEADLINE} IS NULL OR ${DEADLINE} > clock.now + $13
+         OR i.cumulative - c.claimed_on_chain <= LEAST(floor(${SPENDABLE} * $14::numeric / 100), $15::numeric))
     AND NOT EXISTS (SELECT 1 FROM payment p WHERE p.channel_id = i.channel_id AND p.cumulative_amount = i.cumulative AND p.status = 'ACCEPTED')
   RETURNING c.id, ${SPENDABLE} AS spendable, c.usage_settled
 ), paid AS (
@@ -144,6 +164,7 @@ WITH i AS (
 SELECT i.ord::int AS ord, a.id IS NOT NULL AS ok, clock.now::text AS chain_now, a.spendable::text AS new_deposit,
        c.id IS NOT NULL AS found, c.accepted_cumulative::text AS accepted, c.usage_owed::text AS owed, ${SPENDABLE}::text AS deposit,
        (c.closed OR c.closed_seen) AS closed, ${DEADLINE}::text AS withdraw_ready_at, c.blocked_reason,
+       c.claimed_on_chain::text AS claimed,
        CASE WHEN a.id IS NULL THEN EXISTS (SELECT 1 FROM payment p WHERE p.channel_id = i.channel_id
          AND p.cumulative_amount = i.cumulative AND p.status = 'ACCEPTED') END AS held,
        CASE WHEN a.id IS NULL AND i.max IS NOT NULL THEN ${METERING} END AS metering
@@ -164,6 +185,7 @@ type Row = {
   closed: boolean | null;
   withdraw_ready_at: string | null;
   blocked_reason: string | null;
+  claimed: string | null;
   held: boolean | null;
   metering: boolean | null;
 };
@@ -218,6 +240,9 @@ async function acceptDistinct(sql: Sql, charges: VoucherCharge[], context: Accep
           sorted.map((c) => c.max?.toString() ?? null),
           context.meteringLeaseSeconds ?? 600,
           sorted.map((c) => c.pricing ?? null),
+          String(context.exposureCap?.windowSeconds ?? -1),
+          String(context.exposureCap?.percent ?? 100),
+          (context.exposureCap?.absolute ?? NO_CAP).toString(),
         ],
         "paychan_accept_vouchers",
       ),
@@ -247,6 +272,7 @@ async function acceptDistinct(sql: Sql, charges: VoucherCharge[], context: Accep
       closed: row.closed!,
       withdrawReadyAt: row.withdraw_ready_at === null ? null : BigInt(row.withdraw_ready_at),
       blockedReason: row.blocked_reason,
+      claimedOnChain: BigInt(row.claimed!),
     };
     return { ok: false, refusal: explain(charge, channel, row.held === true, row.metering === true, chainNow, context), channel, chainNow };
   });
@@ -262,6 +288,10 @@ function explain(charge: VoucherCharge, c: ChannelSnapshot, held: boolean, meter
   if (c.usageOwed > 0n && charge.cumulativeAmount - charge.price === c.acceptedCumulative) return "USAGE_OWED";
   if (charge.cumulativeAmount - charge.price !== c.acceptedCumulative + c.usageOwed) return "CUMULATIVE_MISMATCH";
   if (charge.cumulativeAmount + (charge.max ?? charge.price) - charge.price > c.deposit) return "EXCEEDS_DEPOSIT";
+  const cap = context.exposureCap;
+  if (cap && c.withdrawReadyAt !== null && c.withdrawReadyAt <= chainNow + BigInt(cap.windowSeconds) && charge.cumulativeAmount - c.claimedOnChain > exposureLimit(cap, c.deposit)) {
+    return "EXPOSURE_CAPPED";
+  }
   if (held) return "TOTAL_HELD";
   if (metering) return "METERED_BUSY";
   // The snapshot allowed it: the row moved while the statement waited for its lock.

@@ -41,6 +41,11 @@ export const errorStatus = {
   price_expired: 402,
   /** Client side: the price asked is above the buyer's `maxPrice`; nothing was signed. */
   price_above_max: 402,
+  rate_limited: 429,
+  step_up_required: 402,
+  step_up_invalid: 402,
+  risk_denied: 403,
+  exposure_capped: 429,
   price_unavailable: 500,
   temporarily_unavailable: 503,
 } as const;

@@ -5,3 +5,4 @@ export * from "./Voucher.js";
 export * from "./Errors.js";
 export * from "./wire.js";
 export * from "./credit.js";
+export * from "./StepUp.js";

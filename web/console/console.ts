@@ -6,7 +6,7 @@ import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import "../shared/style.css";
 import type { ChannelExposure, Exposure, GasVsRevenue, ReconciliationStatus, Revenue, SettlementQueue, SettlementRecord, WatcherStatus } from "../../src/ops/dashboard.js";
-import type { ConsoleSession } from "../../src/ops/console/consoleRouter.js";
+import type { ConsoleRiskDecision, ConsoleSession } from "../../src/ops/console/consoleRouter.js";
 import { formatAmount, formatDuration, shortHex } from "../shared/format.js";
 import { $, element, run, status } from "../shared/page.js";
 import type { AssetUnit } from "../shared/store.js";
@@ -80,7 +80,7 @@ function schedule(): void {
 }
 
 async function refresh(): Promise<void> {
-  const [exposure, revenue, settlements, gas, watcher, queue, reconciliation] = await Promise.all([
+  const [exposure, revenue, settlements, gas, watcher, queue, reconciliation, risk] = await Promise.all([
     api<Exposure>("api/exposure"),
     api<Revenue>("api/revenue"),
     api<SettlementRecord[]>("api/settlements"),
@@ -88,11 +88,13 @@ async function refresh(): Promise<void> {
     api<WatcherStatus>("api/watcher"),
     api<SettlementQueue>("api/queue"),
     api<ReconciliationStatus | null>("api/reconciliation"),
+    api<ConsoleRiskDecision[]>("api/risk"),
   ]);
   showExposure(exposure);
   showRevenue(revenue, gas);
   showSettlements(settlements);
   showHealth(watcher, queue, reconciliation);
+  showRisk(risk);
   $("updated").textContent = `Updated ${new Date().toLocaleTimeString()}`;
 }
 
@@ -235,6 +237,27 @@ function showSettlements(settlements: SettlementRecord[]): void {
     return row;
   });
   $("settlements").replaceChildren(...(rows.length > 0 ? rows : [element("tr", {}, element("td", { colSpan: 8 }, "No settlement yet."))]));
+}
+
+/** The risk policy's latest decisions, each with the reasons it gave. */
+function showRisk(decisions: ConsoleRiskDecision[]): void {
+  const rows = decisions.map((d) => {
+    const decision = d.action === "allow" ? (d.steppedUp ? "allowed (stepped up)" : "allowed") : `${d.action.replace("_", " ")}: ${d.code ?? ""}`;
+    const row = element(
+      "tr",
+      {},
+      element("td", {}, new Date(d.at * 1000).toLocaleString()),
+      element("td", { className: d.action === "allow" ? "ok" : d.action === "deny" ? "risk-lost" : "" }, decision),
+      element("td", { className: "mono" }, d.route),
+      element("td", { className: "mono", title: d.account }, d.account.startsWith("0x") ? shortHex(d.account) : d.account),
+      element("td", { className: "mono" }, d.client),
+      element("td", { className: "num" }, String(d.score)),
+      element("td", {}, d.reasons.map((r) => r.message).join(" ")),
+    );
+    Object.assign(row.dataset, { action: d.action, code: d.code ?? "", account: d.account });
+    return row;
+  });
+  $("risk").replaceChildren(...(rows.length > 0 ? rows : [element("tr", {}, element("td", { colSpan: 7 }, "No risk decision yet (or no risk policy configured)."))]));
 }
 
 function showHealth(watcher: WatcherStatus, queue: SettlementQueue, reconciliation: ReconciliationStatus | null): void {

@@ -10,6 +10,7 @@ import express, { type NextFunction, type Request, type RequestHandler, type Res
 import { z } from "zod";
 import type { MirrorScope } from "../../ledger/chainMirror.js";
 import type { ReconcileReport } from "../../ledger/reconcile.js";
+import { recentRiskDecisions, type StoredRiskDecision } from "../../ledger/riskDecisions.js";
 import type { Sql } from "../../ledger/sql.js";
 import { bundle } from "../../web/bundle.js";
 import {
@@ -49,6 +50,9 @@ export type ConsoleSession = {
   /** The last reconciliation this process ran, if any. */
   reconciliation: ReconciliationStatus | null;
 };
+
+/** One risk decision as the console shows it (src/policy/risk.ts): seconds since the epoch, amounts as strings. */
+export type ConsoleRiskDecision = Omit<StoredRiskDecision, "at" | "amount"> & { at: number; amount: string };
 
 const revenueQuery = z.object({
   window: z.coerce.number().int().min(60).max(30 * 86_400).default(3_600),
@@ -108,6 +112,13 @@ export function consoleRouter(options: ConsoleOptions): Router {
   api.get("/gas", answer(() => gasVsRevenue(sql, scope)));
   api.get("/watcher", answer(() => watcherStatus(sql, scope, options.confirmations)));
   api.get("/queue", answer(() => settlementQueue(sql, scope)));
+  api.get(
+    "/risk",
+    answer(async (req) => {
+      const decisions = await recentRiskDecisions(sql, { limit: parse(limitQuery, req.query).limit });
+      return decisions.map((d): ConsoleRiskDecision => ({ ...d, at: d.at.getTime() / 1000, amount: d.amount.toString() }));
+    }),
+  );
   api.get("/reconciliation", (_req, res) => void res.json(lastReconciliation));
   api.post(
     "/reconciliation",

@@ -126,6 +126,8 @@ export class ExactScheme implements PaymentScheme {
     const authorization: TransferAuthorization = payload.authorization;
     this.checkAuthorization(authorization, price);
     this.checkSignature(authorization, payload.signature);
+    // No channel: the signer of the transfer is both the account and the payer, and cannot step up.
+    request.admit?.({ account: authorization.from, payer: authorization.from, canStepUp: false });
 
     const charge: ExactCharge = {
       chainId: this.domain.chainId,
