@@ -7,7 +7,7 @@
 //
 // The escrow never sees this type: it binds nothing on chain, only the gateway's willingness to serve.
 import { hashTypedData, recoverTypedDataAddress, type Address, type Hex } from "viem";
-import { z } from "zod";
+import * as z from "zod";
 import { escrowDomain, type EscrowLocation } from "./Channel.js";
 import { PaymentError } from "./Errors.js";
 import { MAX_HEADER_BYTES, encodeHeader } from "./wire.js";
