@@ -74,6 +74,7 @@ const MAX_RETRIES = 3;
 
 export class PaymentGateway implements PaymentScheme {
   readonly scheme = SCHEME;
+  readonly servesResendsOfRefused = true;
   readonly metered = true;
   readonly location: EscrowLocation;
   readonly network: string;
@@ -188,6 +189,19 @@ export class PaymentGateway implements PaymentScheme {
     }
     const { accepted, payload } = parsePaychanPayment(payment.json);
     const { channel: config, voucher } = payload;
+    if (request.refusal) {
+      // The paywall refuses the price this payment states (it expired, or the payer reached a cheaper
+      // tier). If it is the identical resend of a request already charged at that price (its answer
+      // was lost), it is served again, charged nothing more; the database says whether it is one.
+      const earlier = await this.store.claimRetry(
+        { channelId: voucher.channelId, cumulativeAmount: voucher.cumulativeAmount, signature: voucher.signature, requestKey: requestKeyOf(request.method, request.url, payment.header) },
+        this.maxTimeoutSeconds,
+        MAX_RETRIES,
+      );
+      if (!earlier) throw request.refusal;
+      const charge: VoucherCharge = { channelId: voucher.channelId, cumulativeAmount: voucher.cumulativeAmount, price: earlier.price, signature: voucher.signature, requestKey: requestKeyOf(request.method, request.url, payment.header) };
+      return this.authorization(config, charge, earlier.paymentId, earlier.deposit, true);
+    }
     this.checkOffer(accepted, price, max);
     this.checkChannelTerms(config);
     const cached = await this.channelFor(voucher.channelId, config);

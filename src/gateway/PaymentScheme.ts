@@ -19,6 +19,9 @@ export type PaidRequest = {
   admit?: (payer: PayerFacts) => void;
   /** The PAYMENT-STEP-UP header, when sent: a scheme that can verify it hands it to `admit`. */
   stepUp?: string;
+  /** A refusal the paywall decided before the scheme (a price no longer honoured): the scheme serves
+   * an identical resend of a request it already charged, as any retry, and otherwise throws this. */
+  refusal?: PaymentError;
 };
 
 /** What a scheme tells the risk policy about who pays (see RiskRequest). */
@@ -66,6 +69,9 @@ export type MeteredCharge = {
 export interface PaymentScheme {
   /** The x402 scheme name, e.g. "paychan". */
   readonly scheme: string;
+  /** Whether `authorize` honours `PaidRequest.refusal` (serves an identical resend, else throws it);
+   * the paywall refuses such payments itself for schemes that do not. */
+  readonly servesResendsOfRefused?: boolean;
   /** The asset a bare bigint route price is in, for the scheme listed first. */
   readonly defaultAsset?: Asset;
   /** Whether it can charge metered routes (prepay a price, post-pay usage up to a maximum). */

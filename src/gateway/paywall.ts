@@ -148,6 +148,7 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
       let handler: PaymentScheme | undefined;
       let started: number | undefined;
       let payer: string | undefined;
+      let refusal: PaymentError | undefined;
       let release: (() => void) | undefined;
       try {
         started = performance.now();
@@ -161,7 +162,7 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
           payer = handler.payerOf?.({ header, json });
           const priced = await pricedFor(policy, prices, handler, { header, json }, payer);
           quote = priced.quote;
-          if (priced.refusal) throw priced.refusal;
+          refusal = priced.refusal;
         }
         const payee = handler;
         const charged = quote;
@@ -171,7 +172,16 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
             const { amount = 0n, asset = "" } = priceIn(payee, charged);
             release = risk.admit({ ...facts, route: spec.route ?? `${req.method} ${req.route?.path ?? req.path}`, scheme, client: req.ip ?? "", amount, asset });
           });
-        settled = await handler.authorize({ header, json }, quote, { method: req.method, url: resource.url, ...(max && { max }), admit, stepUp: req.get(STEP_UP_HEADER) });
+        // A payment at a price no longer honoured may still be the identical resend of one already
+        // charged: the scheme decides that from the database, before refusing it.
+        if (refusal && !handler.servesResendsOfRefused) throw refusal;
+        settled = await handler.authorize({ header, json }, quote, {
+          method: req.method,
+          url: resource.url,
+          ...(max && { max }),
+          ...(refusal ? { refusal } : { admit }),
+          stepUp: req.get(STEP_UP_HEADER),
+        });
       } catch (error) {
         release?.();
         const sent = started !== undefined && !(isPaymentError(error) && error.code === "payment_required");

@@ -195,6 +195,32 @@ describeEachDatabase("route pricing through the paywall", (db) => {
     expect(payments.map((p) => p.status)).to.deep.equal(["ACCEPTED", "ACCEPTED", "ACCEPTED"]);
   });
 
+  it("serves the identical resend of a paid request whose price expired meanwhile, charged once", async () => {
+    const buyer = await openBuyerChannel(chain);
+    let lose = 0; // the answers of the next `lose` paid requests are lost on the way back
+    const lossy: typeof fetch = async (input, init) => {
+      const request = new Request(input, init);
+      const paid = request.headers.has(HEADERS.signature);
+      const response = await fetch(request);
+      if (paid && lose > 0) {
+        lose--;
+        await response.arrayBuffer();
+        now += (RECOMPUTE_SECONDS + GRACE_SECONDS) * 1000; // the resend arrives after validUntil
+        throw new TypeError("fetch failed");
+      }
+      return response;
+    };
+    const pay = buyerFetch(buyer, { fetch: lossy, maxPrice: CEILING });
+    expect((await pay(`${url}/dynamic`)).status).to.equal(200);
+    setDemand(10);
+    lose = 1;
+    const resent = await pay(`${url}/dynamic`);
+    expect(resent.status).to.equal(200);
+    expect(decodeReceipt(resent.headers.get(HEADERS.response)!).charged).to.equal(FLOOR);
+    const payments = await paymentsOf(buyer);
+    expect(payments.map((p) => BigInt(p.price.toFixed()))).to.deep.equal([FLOOR, FLOOR]);
+  });
+
   it("stores the price paid and why with the payment, and tells onDecision", async () => {
     const buyer = await openBuyerChannel(chain);
     setDemand(5);
