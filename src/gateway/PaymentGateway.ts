@@ -297,8 +297,9 @@ export class PaymentGateway implements PaymentScheme {
           const { deposit, withdrawReadyAt, claimedOnChain } = outcome.channel!;
           const limit = exposureLimit(this.exposureCap!, deposit);
           const details = { channelId: voucher.channelId, claimedOnChain: claimedOnChain.toString(), exposureCap: limit.toString(), withdrawReadyAt: String(withdrawReadyAt) };
-          // Once the settlement worker claims what is accepted, only this request's price is unclaimed.
-          if (price > limit) {
+          // Once the settlement worker claims what is accepted, only this request's price (and, on a
+          // metered route, what it may add), with the usage the channel owes, stays unclaimed.
+          if (price + (max === undefined ? 0n : max - price) + outcome.channel!.usageOwed > limit) {
             throw new PaymentError("risk_denied", `The payer is withdrawing from this channel, and near its deadline the seller lets it owe at most ${limit} unclaimed, less than this request's price ${price}; open a new channel.`, details);
           }
           this.onExposureCapped?.(voucher.channelId);

@@ -197,6 +197,8 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
         res.setHeader("Retry-After", "1");
         return refuse(res, schemes, quote, max, resource, new PaymentError("temporarily_unavailable", "The payment service is briefly unavailable; retry in a moment. You were not charged."));
       }
+      // A resend served again is no new spending: take back what the risk gate counted for it.
+      if (settled.retried) release?.();
       if (!settled.retried) policy?.paid(payer);
       const paid = { scheme: handler.scheme, account: settled.account, ...priceIn(handler, quote) };
       decided?.({ ...paid, outcome: "paid", code: settled.retried ? "retry" : "ok", seconds: (performance.now() - started!) / 1000 }, req, res);

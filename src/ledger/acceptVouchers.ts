@@ -152,7 +152,7 @@ WITH i AS (
     AND c.blocked_reason IS NULL
     AND (${DEADLINE} IS NULL OR ${DEADLINE} > clock.now + $8)
     AND ($13::bigint < 0 OR ${DEADLINE} IS NULL OR ${DEADLINE} > clock.now + $13
-         OR i.cumulative - c.claimed_on_chain <= LEAST(floor(${SPENDABLE} * $14::numeric / 100), $15::numeric))
+         OR i.cumulative + COALESCE(i.max - i.price, 0) - c.claimed_on_chain <= LEAST(floor(${SPENDABLE} * $14::numeric / 100), $15::numeric))
     AND NOT EXISTS (SELECT 1 FROM payment p WHERE p.channel_id = i.channel_id AND p.cumulative_amount = i.cumulative AND p.status = 'ACCEPTED')
   RETURNING c.id, ${SPENDABLE} AS spendable, c.usage_settled
 ), paid AS (
@@ -289,7 +289,7 @@ function explain(charge: VoucherCharge, c: ChannelSnapshot, held: boolean, meter
   if (charge.cumulativeAmount - charge.price !== c.acceptedCumulative + c.usageOwed) return "CUMULATIVE_MISMATCH";
   if (charge.cumulativeAmount + (charge.max ?? charge.price) - charge.price > c.deposit) return "EXCEEDS_DEPOSIT";
   const cap = context.exposureCap;
-  if (cap && c.withdrawReadyAt !== null && c.withdrawReadyAt <= chainNow + BigInt(cap.windowSeconds) && charge.cumulativeAmount - c.claimedOnChain > exposureLimit(cap, c.deposit)) {
+  if (cap && c.withdrawReadyAt !== null && c.withdrawReadyAt <= chainNow + BigInt(cap.windowSeconds) && charge.cumulativeAmount + (charge.max ?? charge.price) - charge.price - c.claimedOnChain > exposureLimit(cap, c.deposit)) {
     return "EXPOSURE_CAPPED";
   }
   if (held) return "TOTAL_HELD";

@@ -50,8 +50,8 @@ async function startRiskSeller(chain: EscrowFixture, db: Database, rules: RiskRu
   const decisions = new RiskDecisionLog(db.sql, { flushMs: 10 });
   const risk = new RiskGate(new RiskPolicy(rules, () => clock.now), { onDecision: (d) => decisions.record(d) });
   const app = express();
-  app.use(paywall(gateway, { "GET /quote": PRICE, "GET /report": PRICE }, { risk }));
-  app.get(["/quote", "/report"], (_req, res) => res.json({ ok: true }));
+  app.use(paywall(gateway, { "GET /quote": PRICE, "GET /report": PRICE, "GET /metered": { price: PRICE, maxPrice: 4n * PRICE } }, { risk }));
+  app.get(["/quote", "/report", "/metered"], (_req, res) => res.json({ ok: true }));
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(0, "127.0.0.1", () => resolve(s));
   });
@@ -122,6 +122,24 @@ describeEachDatabase("risk policy through the paywall", (db) => {
     expect(resent.status, await resent.clone().text()).to.equal(200);
     expect(decodeReceipt(resent.headers.get(HEADERS.response)!)).to.deep.include({ paymentId: first.paymentId, cumulativeAmount: first.cumulativeAmount });
     // A new request is still over the limit.
+    expect((await paidFetch(`${seller.url}/quote`)).status).to.equal(429);
+  });
+
+  it("does not count an identical resend served again against the limits: the payer's next request is still within them", async () => {
+    seller = await startRiskSeller(chain, db(), { limits: { channel: { requestsPerMinute: 2 } } });
+    const sent: Headers[] = [];
+    const paidFetch = buyerFetch(await openBuyerChannel(chain), {
+      fetch: async (input, init) => {
+        const request = new Request(input as Request, init);
+        sent.push(new Headers(request.headers));
+        return fetch(request);
+      },
+    });
+    expect((await paidFetch(`${seller.url}/quote`)).status).to.equal(200);
+    const resent = await fetch(`${seller.url}/quote`, { headers: sent.find((h) => h.has(HEADERS.signature))! });
+    expect(resent.status, await resent.clone().text()).to.equal(200);
+    // Two requests a minute: the resend was the first one again, so this is the second.
+    expect((await paidFetch(`${seller.url}/quote`)).status).to.equal(200);
     expect((await paidFetch(`${seller.url}/quote`)).status).to.equal(429);
   });
 
@@ -312,6 +330,27 @@ describeEachDatabase("risk policy through the paywall", (db) => {
       const served = await paidFetch(`${seller.url}/quote`);
       expect(served.status, await served.clone().text()).to.equal(200);
       expect(decodeReceipt(served.headers.get(HEADERS.response)!).cumulativeAmount).to.equal(6n * PRICE);
+    });
+
+    it("counts what a metered request may add against the cap, not only its prepaid price", async () => {
+      seller = await startRiskSeller(chain, db(), {}, { exposureCap: { windowSeconds: 86_400, percent: 100, absolute: 3n * PRICE } });
+      const buyer = await openBuyerChannel(chain, 10n * PRICE, 7200);
+      const paidFetch = buyerFetch(buyer, { maxPrice: 4n * PRICE });
+      const fromBlock = await chain.publicClient.getBlockNumber();
+      await chain.escrow.write.requestWithdrawal([buyer.channel.config], { account: chain.payer.account });
+      const watcher = new ChainWatcher({
+        prisma: db().prisma,
+        client: chain.publicClient as never,
+        scope: { chainId: chain.location.chainId, escrow: chain.escrow.address, payee: chain.payee.account.address },
+        confirmations: 0,
+        fromBlock,
+      });
+      await watcher.syncOnce();
+      // Prepaid 1 × PRICE, but up to 4 × PRICE owed unclaimed: over the cap of 3 × PRICE, whatever is claimed.
+      const metered = await paidFetch(`${seller.url}/metered`);
+      expect(metered.status).to.equal(403);
+      expect((await bodyOf(metered)).error).to.equal("risk_denied");
+      expect((await paidFetch(`${seller.url}/quote`)).status, "a fixed price within the cap").to.equal(200);
     });
 
     it("refuses for good (risk_denied) when the price alone is over the cap, without waking settlement", async () => {
