@@ -169,7 +169,8 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
         const admit =
           risk &&
           ((facts: PayerFacts) => {
-            const { amount = 0n, asset = "" } = priceIn(payee, charged);
+            // A metered request is counted at the most it may cost, which the payer may owe after it.
+            const { amount = 0n, asset = "" } = priceIn(payee, max ?? charged);
             release = risk.admit({ ...facts, route: spec.route ?? `${req.method} ${req.route?.path ?? req.path}`, scheme, client: req.ip ?? "", amount, asset });
           });
         // A payment at a price no longer honoured may still be the identical resend of one already

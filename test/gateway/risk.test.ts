@@ -143,6 +143,16 @@ describeEachDatabase("risk policy through the paywall", (db) => {
     expect((await paidFetch(`${seller.url}/quote`)).status).to.equal(429);
   });
 
+  it("counts a metered request at the most it may cost against a value limit", async () => {
+    const asset = "eip155:31337/native";
+    seller = await startRiskSeller(chain, db(), { limits: { channel: { valuePerHour: { [asset]: 3n * PRICE } } } });
+    const paidFetch = buyerFetch(await openBuyerChannel(chain), { maxPrice: 4n * PRICE });
+    expect((await paidFetch(`${seller.url}/quote`)).status).to.equal(200);
+    // Prepaid PRICE, but it may cost 4 × PRICE: over the 3 × PRICE an hour.
+    expect((await paidFetch(`${seller.url}/metered`)).status).to.equal(429);
+    expect((await paidFetch(`${seller.url}/quote`)).status, "a fixed price still fits").to.equal(200);
+  });
+
   it("applies a route's own limit to that route only", async () => {
     seller = await startRiskSeller(chain, db(), { routes: { "GET /report": { payer: { requestsPerMinute: 1 } } } });
     const paidFetch = buyerFetch(await openBuyerChannel(chain));
