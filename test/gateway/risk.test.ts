@@ -301,6 +301,16 @@ describeEachDatabase("risk policy through the paywall", (db) => {
   });
 
   describe("exposure cap", () => {
+    /** The chain watcher, mirroring the escrow into this suite's database from `fromBlock`, at the head. */
+    const watcherFrom = (fromBlock: bigint) =>
+      new ChainWatcher({
+        prisma: db().prisma,
+        client: chain.publicClient as never,
+        scope: { chainId: chain.location.chainId, escrow: chain.escrow.address, payee: chain.payee.account.address },
+        confirmations: 0,
+        fromBlock,
+      });
+
     it("refuses a withdrawing channel near its deadline over the cap with 429 exposure_capped, wakes settlement, and serves it once the claim lands", async () => {
       const woken: string[] = [];
       seller = await startRiskSeller(chain, db(), {}, { exposureCap: { windowSeconds: 3600, percent: 50 }, onExposureCapped: (id) => woken.push(id), exposureRetryAfterSeconds: 3 });
@@ -310,13 +320,7 @@ describeEachDatabase("risk policy through the paywall", (db) => {
       const paidFetch = buyerFetch(buyer);
       for (let i = 1; i <= 4; i++) expect((await paidFetch(`${seller.url}/quote`)).status, `request ${i}`).to.equal(200);
       await chain.escrow.write.requestWithdrawal([buyer.channel.config], { account: chain.payer.account });
-      const watcher = new ChainWatcher({
-        prisma: db().prisma,
-        client: chain.publicClient as never,
-        scope: { chainId: chain.location.chainId, escrow: chain.escrow.address, payee: chain.payee.account.address },
-        confirmations: 0,
-        fromBlock,
-      });
+      const watcher = watcherFrom(fromBlock);
       await watcher.syncOnce();
       // Two hours to the deadline, outside the one-hour window: no cap yet.
       expect((await paidFetch(`${seller.url}/quote`)).status).to.equal(200);
@@ -348,13 +352,7 @@ describeEachDatabase("risk policy through the paywall", (db) => {
       const paidFetch = buyerFetch(buyer, { maxPrice: 4n * PRICE });
       const fromBlock = await chain.publicClient.getBlockNumber();
       await chain.escrow.write.requestWithdrawal([buyer.channel.config], { account: chain.payer.account });
-      const watcher = new ChainWatcher({
-        prisma: db().prisma,
-        client: chain.publicClient as never,
-        scope: { chainId: chain.location.chainId, escrow: chain.escrow.address, payee: chain.payee.account.address },
-        confirmations: 0,
-        fromBlock,
-      });
+      const watcher = watcherFrom(fromBlock);
       await watcher.syncOnce();
       // Prepaid 1 × PRICE, but up to 4 × PRICE owed unclaimed: over the cap of 3 × PRICE, whatever is claimed.
       const metered = await paidFetch(`${seller.url}/metered`);
@@ -370,13 +368,7 @@ describeEachDatabase("risk policy through the paywall", (db) => {
       const paidFetch = buyerFetch(buyer);
       expect((await paidFetch(`${seller.url}/quote`)).status, "no withdrawal: no cap").to.equal(200);
       await chain.escrow.write.requestWithdrawal([buyer.channel.config], { account: chain.payer.account });
-      const watcher = new ChainWatcher({
-        prisma: db().prisma,
-        client: chain.publicClient as never,
-        scope: { chainId: chain.location.chainId, escrow: chain.escrow.address, payee: chain.payee.account.address },
-        confirmations: 0,
-        fromBlock: await chain.publicClient.getBlockNumber(),
-      });
+      const watcher = watcherFrom(await chain.publicClient.getBlockNumber());
       await watcher.syncOnce();
       const refused = await paidFetch(`${seller.url}/quote`);
       expect(refused.status).to.equal(403);
