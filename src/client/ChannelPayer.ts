@@ -132,7 +132,7 @@ export class ChannelPayer {
     }
     if (code === "insufficient_deposit" && server) {
       if (!this.onInsufficientDeposit) return undefined;
-      if ((await this.onInsufficientDeposit({ deposit: server.deposit, needed: current.accepted + requirements.amount })) === false) return undefined;
+      if ((await this.onInsufficientDeposit({ deposit: server.deposit, needed: current.accepted + (current.owed ?? 0n) + (requirements.extra.maxAmount ?? requirements.amount) })) === false) return undefined;
     } else if (code && !RETRYABLE.includes(code)) {
       return undefined;
     }

@@ -261,6 +261,10 @@ function checkMetered(spec: RouteObject, schemes: PaymentScheme[]): void {
   if (!schemes.some((s) => s.metered)) {
     throw new Error(`paywall: a route has a maxPrice (it is metered), but none of the schemes ${schemes.map((s) => `"${s.scheme}"`).join(", ")} can meter; add the paychan gateway`);
   }
+  // A moving price could rise above the maximum and leave the route unpayable at peak demand.
+  if (spec.price instanceof RoutePricing) {
+    throw new Error("paywall: a metered route's price must be fixed, not a pricing policy: its maxPrice bounds what a request may cost");
+  }
   if (typeof spec.price === "bigint" && typeof spec.maxPrice === "bigint" && (spec.maxPrice < spec.price || spec.price <= 0n)) {
     throw new Error(`paywall: a metered route's price must be at least 1 and its maxPrice at least its price (price ${spec.price}, maxPrice ${spec.maxPrice})`);
   }

@@ -78,4 +78,19 @@ describe("a payer's bound on metered usage owed", () => {
     expect(String(refused)).to.match(/exceeds maxPrice/);
     expect((await payer.state()).signedMax).to.equal(0n);
   });
+  it("asks a top-up callback for enough to cover what the channel owes and a metered request's maximum", async () => {
+    const asked: bigint[] = [];
+    const payer = new ChannelPayer({
+      channel,
+      signer: session,
+      maxPrice: MAX,
+      store: new MemoryStateStore(),
+      onInsufficientDeposit: async ({ needed }) => void asked.push(needed),
+    });
+    await payer.sign(terms({ maxAmount: MAX }), await payer.state());
+    await payer.recordReceipt(receipt(PRICE, 30n, MAX));
+    const refused = terms({ maxAmount: MAX, channel: { channelId: channel.id, acceptedCumulative: PRICE, deposit: 50n, owed: 30n } });
+    expect(await payer.recover("insufficient_deposit", refused)).to.not.equal(undefined);
+    expect(asked).to.deep.equal([PRICE + 30n + MAX]);
+  });
 });

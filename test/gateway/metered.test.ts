@@ -13,6 +13,7 @@ import { createPaidFetch, type PaidFetch } from "../../src/client/paidFetch.js";
 import { MemoryStateStore } from "../../src/client/stateStore.js";
 import { PaychanSchemeClient } from "../../src/x402/index.js";
 import { meterOf, paywall } from "../../src/gateway/paywall.js";
+import { RoutePricing } from "../../src/policy/pricing.js";
 import { accountId } from "../../src/ledger/accounts.js";
 import { nativeAsset } from "../../src/ledger/asset.js";
 import { balanceOf } from "../../src/ledger/postings.js";
@@ -309,8 +310,10 @@ for (const kind of ["postgres", "pglite"] as const) {
       expect((await channelRow(buyer.channel.id)).usageOwed.toFixed()).to.equal("0");
     });
 
-    it("refuses at start-up a metered route no scheme can meter, or whose maximum is below its price", () => {
+    it("refuses at start-up a metered route no scheme can meter, whose maximum is below its price, or whose price moves", () => {
       expect(() => paywall(test.paychan.gateway, { "GET /x": { price: BASE, maxPrice: BASE - 1n } })).to.throw(/maxPrice at least its price/);
+      const moving = new RoutePricing({ demand: { floor: BASE, ceiling: 2n * MAX, ceilingAtRequestsPerSecond: 10 } });
+      expect(() => paywall(test.paychan.gateway, { "GET /x": { price: moving, maxPrice: MAX } })).to.throw(/must be fixed, not a pricing policy/);
       const fixedOnly = { scheme: "fixed", defaultAsset: test.paychan.gateway.defaultAsset, requirements: () => undefined, authorize: () => Promise.reject(new Error("unused")) };
       expect(() => paywall(fixedOnly, { "GET /x": { price: BASE, maxPrice: MAX } })).to.throw(/none of the schemes "fixed" can meter/);
     });
