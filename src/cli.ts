@@ -448,7 +448,7 @@ credit
   .option("--path-prefix <prefix...>", "let the key pay only for these URL path prefixes")
   .action(async (account: string, options: { pathPrefix?: string[] }) => {
     await withFiat(async (paychan) => {
-      if (!(await creditBalance(paychan.db.prisma, account))) throw new ConfigError(`There is no credit account ${account}.`);
+      await balanceOf(paychan, account);
       const { keyId, key } = await issueCreditKey(paychan.db.prisma, account, { pathPrefixes: options.pathPrefix });
       console.log(`CREDIT_KEY_ID=${keyId}\nCREDIT_KEY=${key}`);
     });
@@ -471,8 +471,7 @@ credit
   .argument("<account>", "the credit account (ca_…)")
   .action(async (account: string) => {
     await withFiat(async (paychan) => {
-      const b = await creditBalance(paychan.db.prisma, account);
-      if (!b) throw new ConfigError(`There is no credit account ${account}.`);
+      const b = await balanceOf(paychan, account);
       const unit = paychan.fiat!.currency;
       console.log(`${account}: granted ${formatBase(b.granted)} ${unit}, spent ${formatBase(b.spent)} ${unit}, balance ${formatBase(b.balance)} ${unit}${b.suspended ? ` (suspended until topped up${b.suspendedReason ? `: ${b.suspendedReason}` : ""})` : ""}`);
     });
@@ -497,6 +496,13 @@ async function withFiat(fn: (paychan: Paychan) => Promise<void>): Promise<void> 
   const config = loadConfig();
   if (!config.STRIPE_SECRET_KEY) throw new ConfigError("STRIPE_SECRET_KEY is not set: the fiat rails are off.");
   await withPaychan(config, loggerFor(config, STDERR), fn);
+}
+
+/** A credit account's balance; a ConfigError naming it when there is no such account. */
+async function balanceOf(paychan: Paychan, account: string) {
+  const balance = await creditBalance(paychan.db.prisma, account);
+  if (!balance) throw new ConfigError(`There is no credit account ${account}.`);
+  return balance;
 }
 
 const starting: RequestListener = (_req, res) => {

@@ -255,6 +255,37 @@ async function postgresGateways(count: number, channels: number, fiat = false, e
   };
 }
 
+/**
+ * A policy's cost: `rounds` rounds of one paid run with it off and one with it on, each on a fresh
+ * Postgres gateway (`on` is the gateway's environment for "on"), the order flipped every round so
+ * that neither side always runs second. Throughput moves with whatever else the machine runs; the
+ * gateway's CPU time per paid request much less, so both are returned, per mode, one entry a run.
+ */
+async function offAndOn(name: string, rounds: number, on: Record<string, string>) {
+  const rates: Record<"off" | "on", number[]> = { off: [], on: [] };
+  const cpu: Record<"off" | "on", number[]> = { off: [], on: [] };
+  for (let round = 0; round < rounds; round++) {
+    for (const mode of round % 2 === 0 ? (["off", "on"] as const) : (["on", "off"] as const)) {
+      const run = await postgresGateways(1, BASE_CHANNELS, false, mode === "on" ? on : {});
+      const [replica] = run.replicas;
+      await load([replica!.url], "unpaid"); // warm-up: JIT, connection pools
+      await load([replica!.url], "paid-first");
+      const before = (await replica!.stats()).cpuMicros;
+      const paid = await load([replica!.url], "paid");
+      const stats = await replica!.stats();
+      row(`paid, ${name} ${mode}`, paid);
+      console.log(`  gateway CPU per paid request ${Math.round((stats.cpuMicros - before) / paid.total)} µs`);
+      checkDurable(`${name} ${mode}`, paid, stats.payments);
+      rates[mode].push(paid.rps);
+      cpu[mode].push((stats.cpuMicros - before) / paid.total);
+      await run.stop();
+    }
+  }
+  return { rates, cpu };
+}
+
+const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+
 const figures: Record<string, Result> = {};
 console.log(`\n${CONNECTIONS} connections, ${SECONDS} s per measurement, one load-generator process`);
 
@@ -368,26 +399,7 @@ if (RUNS.has("pricing")) {
       "recompute, the honoured-price check, the reason stored with each payment) and a volume tier no payer reaches (its\n" +
       "count read from the database, then kept by this process):",
   );
-  // Throughput moves with whatever else the machine runs; the gateway's CPU time per request much less.
-  const rates: Record<"off" | "on", number[]> = { off: [], on: [] };
-  const cpu: Record<"off" | "on", number[]> = { off: [], on: [] };
-  for (let round = 0; round < PRICING_ROUNDS; round++) {
-    for (const mode of ["off", "on"] as const) {
-      const run = await postgresGateways(1, BASE_CHANNELS, false, mode === "on" ? { BENCH_PRICING: "1" } : {});
-      const [replica] = run.replicas;
-      await load([replica!.url], "unpaid"); // warm-up: JIT, connection pools
-      await load([replica!.url], "paid-first");
-      const before = (await replica!.stats()).cpuMicros;
-      const paid = await load([replica!.url], "paid");
-      const stats = await replica!.stats();
-      row(`paid, pricing ${mode}`, paid);
-      console.log(`  gateway CPU per paid request ${Math.round((stats.cpuMicros - before) / paid.total)} µs`);
-      checkDurable(`pricing ${mode}`, paid, stats.payments);
-      rates[mode].push(paid.rps);
-      cpu[mode].push((stats.cpuMicros - before) / paid.total);
-      await run.stop();
-    }
-  }
+  const { rates, cpu } = await offAndOn("pricing", PRICING_ROUNDS, { BENCH_PRICING: "1" });
   // The policies' own work per paid request, in this process: the meter, the price now, the honoured
   // price for the payer (its tier count kept in memory), the payment counted.
   const policy = new RoutePricing({
@@ -407,7 +419,6 @@ if (RUNS.has("pricing")) {
     policy.meter.finished();
   }
   console.log(`  the policies' own work: ${(((performance.now() - started) * 1000) / iterations).toFixed(1)} µs per paid request`);
-  const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
   const best = (values: number[]) => Math.max(...values);
   console.log(`pricing on / off = ${(mean(rates.on) / mean(rates.off)).toFixed(2)} (mean of ${PRICING_ROUNDS} alternating runs each), best ${(best(rates.on) / best(rates.off)).toFixed(2)}`);
   console.log(`gateway CPU per paid request, on / off = ${(mean(cpu.on) / mean(cpu.off)).toFixed(2)}`);
@@ -444,28 +455,7 @@ if (RUNS.has("risk")) {
     RISK_ANOMALY: "on",
   };
   console.log(`\nRisk policy off and on, Postgres, one gateway, ${RISK_ROUNDS} alternating rounds:`);
-  // Throughput on a shared machine swings with its other load; the gateway's CPU time per paid request
-  // is the steadier figure of what the policy adds.
-  const paid: Record<"off" | "on", number[]> = { off: [], on: [] };
-  const cpu: Record<"off" | "on", number[]> = { off: [], on: [] };
-  for (let round = 0; round < RISK_ROUNDS; round++) {
-    for (const mode of round % 2 === 0 ? (["off", "on"] as const) : (["on", "off"] as const)) {
-      const run = await postgresGateways(1, BASE_CHANNELS, false, mode === "on" ? riskOn : {});
-      const [replica] = run.replicas;
-      await load([replica!.url], "unpaid"); // warm-up
-      await load([replica!.url], "paid-first");
-      const before = (await replica!.stats()).cpuMicros;
-      const result = await load([replica!.url], "paid");
-      const stats = await replica!.stats();
-      row(`paid, risk ${mode}`, result);
-      console.log(`  gateway CPU per paid request ${Math.round((stats.cpuMicros - before) / result.total)} µs`);
-      checkDurable("vouchers", result, stats.payments);
-      paid[mode].push(result.rps);
-      cpu[mode].push((stats.cpuMicros - before) / result.total);
-      await run.stop();
-    }
-  }
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const { rates: paid, cpu } = await offAndOn("risk", RISK_ROUNDS, riskOn);
   console.log(`paid with risk on / off = ${(mean(paid.on) / mean(paid.off)).toFixed(2)}   (${Math.round(mean(paid.on))} / ${Math.round(mean(paid.off))} req/s)`);
   console.log(`gateway CPU per paid request, risk on / off = ${(mean(cpu.on) / mean(cpu.off)).toFixed(2)}   (${Math.round(mean(cpu.on))} / ${Math.round(mean(cpu.off))} µs)`);
 }

@@ -45,6 +45,21 @@ function recordingFetch(seen: Seen): typeof fetch {
   };
 }
 
+/** A buyer of `payee`: a channel with DEPOSIT and a fetch that pays from it, recording into `seen`. */
+async function buyer(chain: EscrowFixture, payee: Address, seen: Seen) {
+  const session = privateKeyToAccount(generatePrivateKey());
+  const channel = await openChannel({
+    wallet: chain.payer as unknown as Wallet,
+    publicClient: chain.publicClient as PublicClient,
+    escrow: chain.escrow.address,
+    payee,
+    signer: session.address,
+    amount: DEPOSIT,
+    withdrawDelay: 86_400,
+  });
+  return { channel, pay: createPaidFetch({ channel, signer: session, maxPrice: PRICE, fetch: recordingFetch(seen) }) };
+}
+
 async function serveApp(paychan: Paychan): Promise<{ url: string; close(): Promise<void> }> {
   const app = createApp(paychan, { "GET /quote": PRICE, "GET /boom": PRICE }, {
     "GET /quote": (_req, res) => void res.json({ quote: 42 }),
@@ -94,19 +109,7 @@ for (const kind of ["postgres", "pglite"] as const) {
 
       const seen: Seen = [];
       const buyers = [];
-      for (let i = 0; i < 2; i++) {
-        const session = privateKeyToAccount(generatePrivateKey());
-        const channel = await openChannel({
-          wallet: chain.payer as unknown as Wallet,
-          publicClient: chain.publicClient as PublicClient,
-          escrow: chain.escrow.address,
-          payee: payee.address,
-          signer: session.address,
-          amount: DEPOSIT,
-          withdrawDelay: 86_400,
-        });
-        buyers.push({ channel, pay: createPaidFetch({ channel, signer: session, maxPrice: PRICE, fetch: recordingFetch(seen) }) });
-      }
+      for (let i = 0; i < 2; i++) buyers.push(await buyer(chain, payee.address, seen));
       const [a, b] = buyers as [(typeof buyers)[0], (typeof buyers)[0]];
       for (let i = 0; i < 3; i++) expect((await a.pay(`${app.url}/quote`)).status).to.equal(200);
       for (let i = 0; i < 2; i++) expect((await b.pay(`${app.url}/quote`)).status).to.equal(200);
@@ -192,19 +195,6 @@ describe("GET /metrics when the database or the chain fails [pglite]", function 
     chain = await deployEscrow();
   });
 
-  async function buyer(payee: Address, seen: Seen) {
-    const session = privateKeyToAccount(generatePrivateKey());
-    const channel = await openChannel({
-      wallet: chain.payer as unknown as Wallet,
-      publicClient: chain.publicClient as PublicClient,
-      escrow: chain.escrow.address,
-      payee,
-      signer: session.address,
-      amount: DEPOSIT,
-      withdrawDelay: 86_400,
-    });
-    return createPaidFetch({ channel, signer: session, maxPrice: PRICE, fetch: recordingFetch(seen) });
-  }
 
   it("counts a database failure where it happened, answers 503 without charging, and still answers the scrape, with the collectors that read the database down", async () => {
     const lines: string[] = [];
@@ -213,7 +203,7 @@ describe("GET /metrics when the database or the chain fails [pglite]", function 
     const app = await serveApp(test.paychan);
     try {
       const seen: Seen = [];
-      const pay = await buyer(test.payee.address, seen);
+      const { pay } = await buyer(chain, test.payee.address, seen);
       const before = parsePrometheus(await test.paychan.metrics.render());
       await test.paychan.db.close();
       expect((await pay(`${app.url}/quote`)).status).to.equal(503);
@@ -254,7 +244,7 @@ describe("GET /metrics when the database or the chain fails [pglite]", function 
     const app = await serveApp(paychan);
     try {
       const seen: Seen = [];
-      const pay = await buyer(payee, seen);
+      const { pay } = await buyer(chain, payee, seen);
       const before = await scrape(operator.url);
       expect(integerOf(before, "paychan_collector_up", { collector: "watcher" })).to.equal(1n);
       down = true;
