@@ -7,7 +7,6 @@
 import { randomBytes } from "node:crypto";
 import type { FiatPayout } from "../generated/prisma/client.js";
 import { accountId } from "./accounts.js";
-import { toBigInt } from "./amount.js";
 import type { Asset } from "./asset.js";
 import { baseToMinor } from "./currency.js";
 import { payoutPending, payoutPosted, payoutVoided } from "./flows.js";
@@ -122,8 +121,8 @@ function record(row: FiatPayout): PayoutRecord {
     destination: row.destination,
     asset: row.asset as Asset,
     currency: row.currency,
-    amount: toBigInt(row.amount),
-    amountMinor: toBigInt(row.amountMinor),
+    amount: BigInt(row.amount.toFixed()),
+    amountMinor: BigInt(row.amountMinor.toFixed()),
     status: row.status as PayoutRecord["status"],
     transferRef: row.transferRef,
     payoutRef: row.payoutRef,
