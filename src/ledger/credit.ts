@@ -9,6 +9,7 @@
 // total, so a late or repeated refund event books nothing twice.
 import { createHash, randomBytes } from "node:crypto";
 import { accountId, chartOfAccounts } from "./accounts.js";
+import { toBigInt } from "./amount.js";
 import type { Asset } from "./asset.js";
 import { creditAsset, currencyCode, minorToBase } from "./currency.js";
 import { cardReversal, cardTopUp, disputeWon } from "./flows.js";
@@ -119,8 +120,8 @@ export type CreditBalance = {
 export async function creditBalance(db: Db, account: string): Promise<CreditBalance | undefined> {
   const row = await db.creditAccount.findUnique({ where: { id: account } });
   if (!row) return undefined;
-  const granted = BigInt(row.granted.toFixed());
-  const spent = BigInt(row.spent.toFixed());
+  const granted = toBigInt(row.granted);
+  const spent = toBigInt(row.spent);
   return {
     accountId: row.id,
     asset: row.asset as Asset,

@@ -6,6 +6,7 @@
 //
 // The processor's fees are reported, not booked: the books hold credit at its gross card value.
 import { accountId } from "./accounts.js";
+import { toBigInt } from "./amount.js";
 import type { Asset } from "./asset.js";
 import { minorToBase } from "./currency.js";
 import { balances, type Db } from "./postings.js";
@@ -112,7 +113,7 @@ export async function reconcileFiat(
   const payouts = await db.fiatPayout.findMany({ where: { processor, transferRef: { not: null }, createdAt: { gte: period.from, lt: period.to } } });
   for (const p of payouts) {
     const t = transfers.get(p.transferRef!);
-    const amount = BigInt(p.amountMinor.toFixed());
+    const amount = toBigInt(p.amountMinor);
     const expected = { sent: p.status === "PENDING" ? undefined : amount, reversed: p.status === "VOIDED" ? amount : 0n };
     if (!t) {
       report({ severity: p.status === "PENDING" ? "lag" : "missing", code: "FIAT_PAYOUT_NOT_AT_PROCESSOR", expected: "0", actual: amount.toString(),

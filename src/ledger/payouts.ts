@@ -5,6 +5,7 @@
 // SELLER_PAYABLE. One payout per seller is pending at a time (a partial unique index); a run finds
 // the pending one and resumes it with the same idempotency keys before it starts another.
 import { randomBytes } from "node:crypto";
+import type { FiatPayout } from "../generated/prisma/client.js";
 import { accountId } from "./accounts.js";
 import type { Asset } from "./asset.js";
 import { baseToMinor } from "./currency.js";
@@ -112,11 +113,7 @@ export async function voidPayout(db: Db, id: string, reason: string, reversalRef
   });
 }
 
-function record(row: {
-  id: string; processor: string; seller: string; destination: string; asset: string; currency: string;
-  amount: { toFixed(): string }; amountMinor: { toFixed(): string }; status: string;
-  transferRef: string | null; payoutRef: string | null; reversalRef: string | null; error: string | null;
-}): PayoutRecord {
+function record(row: FiatPayout): PayoutRecord {
   return {
     id: row.id,
     processor: row.processor,

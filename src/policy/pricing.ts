@@ -17,7 +17,7 @@
 // Demand is measured in this process's memory (DemandMeter): each replica prices by its own load.
 // Every figure is exact: the level is a whole number of millionths, and the price table interpolates
 // and discounts in rationals and rounds up once (PriceTable.quoteBetween).
-import { PriceError, type Fraction, type PriceSpec, type PriceTable, type Quote } from "./prices.js";
+import { PriceError, parseDecimal, type Fraction, type PriceSpec, type PriceTable, type Quote } from "./prices.js";
 
 /** The recent demand on one route. */
 export type DemandSample = { requestsPerSecond: number; concurrency: number };
@@ -313,8 +313,8 @@ function checkOptions(demand: DemandPricing | undefined, tiers: VolumeTier[], vo
 
 /** 12.5 → 125/1000, exactly. */
 function percent(value: number): Fraction {
-  const [whole, fraction = ""] = String(value).split(".");
-  return { numerator: BigInt(whole! + fraction), denominator: 100n * 10n ** BigInt(fraction.length) };
+  const { numerator, denominator } = parseDecimal(String(value), "A volume tier's percentOff");
+  return { numerator, denominator: 100n * denominator };
 }
 
 /** The start of the UTC month `ms` falls in, in milliseconds. */

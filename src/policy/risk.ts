@@ -257,27 +257,21 @@ export class RiskPolicy {
 
   /** Counts an admitted request; returns how to take it back. */
   private count(request: RiskRequest, limits: RouteLimit[], now: number): () => void {
-    const burst = this.rules.anomaly?.burst !== undefined;
+    this.tally("add", request, limits, now);
+    return () => this.tally("remove", request, limits, now);
+  }
+
+  /** Adds a request to every window that counts it, or takes it out again: the same windows both ways. */
+  private tally(op: "add" | "remove", request: RiskRequest, limits: RouteLimit[], now: number): void {
     for (const { dimension, requests, value } of limits) {
       const id = idOf(request, dimension);
-      requests?.add(id, now);
-      value.get(request.asset)?.add(id, now, request.amount);
+      requests?.[op](id, now);
+      value.get(request.asset)?.[op](id, now, request.amount);
     }
-    if (burst) {
-      this.recent.add(request.account, now);
-      this.history.add(request.account, now);
+    if (this.rules.anomaly?.burst !== undefined) {
+      this.recent[op](request.account, now);
+      this.history[op](request.account, now);
     }
-    return () => {
-      for (const { dimension, requests, value } of limits) {
-        const id = idOf(request, dimension);
-        requests?.remove(id, now);
-        value.get(request.asset)?.remove(id, now, request.amount);
-      }
-      if (burst) {
-        this.recent.remove(request.account, now);
-        this.history.remove(request.account, now);
-      }
-    };
   }
 }
 

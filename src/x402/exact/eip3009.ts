@@ -2,7 +2,7 @@
 // signed `TransferWithAuthorization` (EIP-712 under the token's own domain), the slice of the
 // token's interface paychan calls, and the x402 v2 wire format of an `exact` payment, as the stock
 // `@x402/evm` client writes it. No I/O.
-import { hashTypedData, hexToBytes, type Address, type Hex } from "viem";
+import { hashTypedData, hexToBytes, parseAbi, type Address, type Hex } from "viem";
 import * as z from "zod";
 import { fields } from "../../protocol/wire.js";
 
@@ -41,59 +41,17 @@ export function authorizationDigest(domain: TokenDomain, authorization: Transfer
 }
 
 /** The part of an EIP-3009 token (USDC's FiatToken v2, contracts/mocks/Eip3009Token.sol) paychan uses. */
-export const eip3009Abi = [
-  {
-    type: "function",
-    name: "transferWithAuthorization",
-    stateMutability: "nonpayable",
-    inputs: [
-      { name: "from", type: "address" },
-      { name: "to", type: "address" },
-      { name: "value", type: "uint256" },
-      { name: "validAfter", type: "uint256" },
-      { name: "validBefore", type: "uint256" },
-      { name: "nonce", type: "bytes32" },
-      { name: "v", type: "uint8" },
-      { name: "r", type: "bytes32" },
-      { name: "s", type: "bytes32" },
-    ],
-    outputs: [],
-  },
-  {
-    type: "function",
-    name: "authorizationState",
-    stateMutability: "view",
-    inputs: [
-      { name: "authorizer", type: "address" },
-      { name: "nonce", type: "bytes32" },
-    ],
-    outputs: [{ name: "", type: "bool" }],
-  },
-  { type: "function", name: "balanceOf", stateMutability: "view", inputs: [{ name: "account", type: "address" }], outputs: [{ name: "", type: "uint256" }] },
-  { type: "function", name: "decimals", stateMutability: "view", inputs: [], outputs: [{ name: "", type: "uint8" }] },
-  { type: "function", name: "name", stateMutability: "view", inputs: [], outputs: [{ name: "", type: "string" }] },
-  { type: "function", name: "version", stateMutability: "view", inputs: [], outputs: [{ name: "", type: "string" }] },
-  { type: "function", name: "DOMAIN_SEPARATOR", stateMutability: "view", inputs: [], outputs: [{ name: "", type: "bytes32" }] },
-  {
-    type: "event",
-    name: "Transfer",
-    anonymous: false,
-    inputs: [
-      { name: "from", type: "address", indexed: true },
-      { name: "to", type: "address", indexed: true },
-      { name: "value", type: "uint256", indexed: false },
-    ],
-  },
-  {
-    type: "event",
-    name: "AuthorizationUsed",
-    anonymous: false,
-    inputs: [
-      { name: "authorizer", type: "address", indexed: true },
-      { name: "nonce", type: "bytes32", indexed: true },
-    ],
-  },
-] as const;
+export const eip3009Abi = parseAbi([
+  "function transferWithAuthorization(address from, address to, uint256 value, uint256 validAfter, uint256 validBefore, bytes32 nonce, uint8 v, bytes32 r, bytes32 s)",
+  "function authorizationState(address authorizer, bytes32 nonce) view returns (bool)",
+  "function balanceOf(address account) view returns (uint256)",
+  "function decimals() view returns (uint8)",
+  "function name() view returns (string)",
+  "function version() view returns (string)",
+  "function DOMAIN_SEPARATOR() view returns (bytes32)",
+  "event Transfer(address indexed from, address indexed to, uint256 value)",
+  "event AuthorizationUsed(address indexed authorizer, bytes32 indexed nonce)",
+]);
 
 /** One `exact` entry of a 402's `accepts`: the token is `asset`, its EIP-712 name and version in `extra`. */
 export const exactRequirementsSchema = z.object({
