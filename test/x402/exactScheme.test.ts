@@ -367,6 +367,12 @@ for (const kind of ["postgres", "pglite"] as const) {
     it("submits a payment whose gateway died before its handler answered, and counts one that expired unsubmitted as unpaid", async () => {
       const buyer = await buyerWith(10_000n);
       const scope = { chainId: chain.location.chainId, token, payee: payee() };
+      const sweep = (orphanAfterSeconds: number) =>
+        new ExactSettlement({ prisma: db().prisma, txManager: test.settlement.txManager, scope, orphanAfterSeconds }).submitDue();
+      // Payments earlier tests left due (on a slow run, older than the minute below) would be swept
+      // with this test's: settle them first.
+      await sweep(0);
+      await finish(test.settlement);
       const charge = (validBefore: bigint) => ({
         ...scope,
         payer: buyer.address,
@@ -393,8 +399,6 @@ for (const kind of ["postgres", "pglite"] as const) {
       const expired = await acceptExactPayment(db().prisma, charge(now - 10n), { ...limits, minValiditySeconds: -600 });
       if (!accepted.ok || !expired.ok) throw new Error("not accepted");
 
-      const sweep = (orphanAfterSeconds: number) =>
-        new ExactSettlement({ prisma: db().prisma, txManager: test.settlement.txManager, scope, orphanAfterSeconds }).submitDue();
       expect(await sweep(60)).to.deep.equal({ submitted: 0, expired: 0 });
       expect(await sweep(0)).to.deep.equal({ submitted: 1, expired: 1 });
       await finish(test.settlement);
