@@ -10,7 +10,6 @@
 // A metered route (a maximum besides its price) prepays the price with the voucher; what the handler
 // reports beyond it, up to the maximum, is recorded as the channel's debt once the handler finishes,
 // and the channel's next voucher must include it: the payer only ever signs what it was charged.
-import { createHash } from "node:crypto";
 import { getAddress, hexToBytes, isAddress, zeroAddress, type Address, type Hex } from "viem";
 import { channelId, voucherSigner, type ChannelConfig, type EscrowLocation } from "../protocol/Channel.js";
 import { PaymentError } from "../protocol/Errors.js";
@@ -25,6 +24,7 @@ import { exposureLimit, type ExposureCap } from "../ledger/acceptVouchers.js";
 import type { AcceptOutcome, ChannelReader, ChannelRecord, ChannelSnapshot, PaymentStore, VoucherCharge } from "./PaymentStore.js";
 import type { MeteredCharge, PaidRequest, PaymentHeader, PaymentScheme, Settled } from "./PaymentScheme.js";
 import { recoverSigner, voucherDigester } from "./signatures.js";
+import { checkAcceptedTerms, requestKeyOf } from "./requestTerms.js";
 
 export type GatewayOptions = {
   chainId: number;
@@ -382,24 +382,14 @@ export class PaymentGateway implements PaymentScheme {
       throw new PaymentError("wrong_escrow", `This gateway uses the escrow at ${this.location.escrow}.`);
     }
     const offered = this.terms(price, maxAmount);
-    const differs = (
-      [
-        ["amount", accepted.amount, offered.amount],
-        ["asset", accepted.asset, offered.asset],
-        ["payTo", accepted.payTo, offered.payTo],
-        ["maxTimeoutSeconds", accepted.maxTimeoutSeconds, offered.maxTimeoutSeconds],
-        ["extra.maxAmount", accepted.extra.maxAmount, offered.extra.maxAmount],
-        ["extra.minWithdrawDelay", accepted.extra.minWithdrawDelay, offered.extra.minWithdrawDelay],
-      ] as const
-    ).find(([, theirs, ours]) => theirs !== ours);
-    if (differs) {
-      const [field, theirs, ours] = differs;
-      throw new PaymentError(
-        "terms_mismatch",
-        `The payment accepts ${field} = ${String(theirs)}, but this request's terms say ${String(ours)}; pay the terms of the latest 402.`,
-        { field },
-      );
-    }
+    checkAcceptedTerms([
+      ["amount", accepted.amount, offered.amount],
+      ["asset", accepted.asset, offered.asset],
+      ["payTo", accepted.payTo, offered.payTo],
+      ["maxTimeoutSeconds", accepted.maxTimeoutSeconds, offered.maxTimeoutSeconds],
+      ["extra.maxAmount", accepted.extra.maxAmount, offered.extra.maxAmount],
+      ["extra.minWithdrawDelay", accepted.extra.minWithdrawDelay, offered.extra.minWithdrawDelay],
+    ]);
   }
 
   private checkChannelTerms(config: ChannelConfig): void {
@@ -523,11 +513,6 @@ export class PaymentGateway implements PaymentScheme {
   }
 }
 
-/** What identifies a paid request for its retries: sha256 of its method, URL and payment header,
- * so only a byte-identical resend counts as a retry; the same voucher respelled is a replay. */
-function requestKeyOf(method: string, url: string, header: string): string {
-  return createHash("sha256").update(`${method.toUpperCase()} ${url}\n${header}`).digest("base64url");
-}
 
 function sameConfig(a: ChannelConfig, b: ChannelConfig): boolean {
   return (
