@@ -189,18 +189,15 @@ export class PaymentGateway implements PaymentScheme {
     }
     const { accepted, payload } = parsePaychanPayment(payment.json);
     const { channel: config, voucher } = payload;
+    const requestKey = requestKeyOf(request.method, request.url, payment.header);
     if (request.refusal) {
       // The paywall refuses the price this payment states (it expired, or the payer reached a cheaper
       // tier). If it is the identical resend of a request already charged at that price (its answer
       // was lost), it is served again, charged nothing more; the database says whether it is one.
-      const earlier = await this.store.claimRetry(
-        { channelId: voucher.channelId, cumulativeAmount: voucher.cumulativeAmount, signature: voucher.signature, requestKey: requestKeyOf(request.method, request.url, payment.header) },
-        this.maxTimeoutSeconds,
-        MAX_RETRIES,
-      );
+      const resend = { channelId: voucher.channelId, cumulativeAmount: voucher.cumulativeAmount, signature: voucher.signature, requestKey };
+      const earlier = await this.store.claimRetry(resend, this.maxTimeoutSeconds, MAX_RETRIES);
       if (!earlier) throw request.refusal;
-      const charge: VoucherCharge = { channelId: voucher.channelId, cumulativeAmount: voucher.cumulativeAmount, price: earlier.price, signature: voucher.signature, requestKey: requestKeyOf(request.method, request.url, payment.header) };
-      return this.authorization(config, charge, earlier.paymentId, earlier.deposit, true);
+      return this.authorization(config, { ...resend, price: earlier.price }, earlier.paymentId, earlier.deposit, true);
     }
     this.checkOffer(accepted, price, max);
     this.checkChannelTerms(config);
@@ -213,7 +210,7 @@ export class PaymentGateway implements PaymentScheme {
       cumulativeAmount: voucher.cumulativeAmount,
       price,
       signature: voucher.signature,
-      requestKey: requestKeyOf(request.method, request.url, payment.header),
+      requestKey,
       max,
       ...(quote.pricing && { pricing: quote.pricing.reason }),
     };
@@ -299,7 +296,7 @@ export class PaymentGateway implements PaymentScheme {
           const details = { channelId: voucher.channelId, claimedOnChain: claimedOnChain.toString(), exposureCap: limit.toString(), withdrawReadyAt: String(withdrawReadyAt) };
           // Once the settlement worker claims what is accepted, only this request's price (and, on a
           // metered route, what it may add), with the usage the channel owes, stays unclaimed.
-          if (price + (max === undefined ? 0n : max - price) + outcome.channel!.usageOwed > limit) {
+          if ((max ?? price) + outcome.channel!.usageOwed > limit) {
             throw new PaymentError("risk_denied", `The payer is withdrawing from this channel, and near its deadline the seller lets it owe at most ${limit} unclaimed, less than this request's price ${price}; open a new channel.`, details);
           }
           this.onExposureCapped?.(voucher.channelId);
@@ -337,7 +334,7 @@ export class PaymentGateway implements PaymentScheme {
       paymentId,
       charged,
       cumulativeAmount,
-      remaining: deposit > cumulativeAmount + owed ? deposit - cumulativeAmount - owed : 0n,
+      remaining: spendable(deposit, cumulativeAmount + owed),
       owed,
       ...(charge.max !== undefined && { maxAmount: charge.max }),
     });
