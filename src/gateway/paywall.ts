@@ -200,8 +200,9 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
       }
       // A resend served again is no new spending: take back what the risk gate counted for it.
       if (settled.retried) release?.();
-      if (!settled.retried) policy?.paid(payer);
-      const paid = { scheme: handler.scheme, account: settled.account, ...priceIn(handler, quote) };
+      else policy?.paid(payer);
+      // Only an `onDecision` reads the decision: without one, a paid request builds none of it.
+      const paid = decided && { scheme: handler.scheme, account: settled.account, ...priceIn(handler, quote) };
       decided?.({ ...paid, outcome: "paid", code: settled.retried ? "retry" : "ok", seconds: (performance.now() - started!) / 1000 }, req, res);
 
       res.setHeader(HEADERS.response, encodeHeader(settled.receipt));
