@@ -19,6 +19,7 @@ import { LruMap } from "./ChannelCache.js";
 import type { CreditCharge, CreditKeyRecord, CreditOutcome, CreditStore } from "./CreditStore.js";
 import { GroupCommit } from "./GroupCommit.js";
 import type { PaidRequest, PaymentHeader, PaymentScheme, Settled } from "./PaymentScheme.js";
+import { requestKeyOf } from "./requestTerms.js";
 
 export type CreditSchemeOptions = {
   store: CreditStore;
@@ -108,7 +109,7 @@ export class CreditScheme implements PaymentScheme {
       accountId: key.accountId,
       seller: this.seller,
       price,
-      requestKey: createHash("sha256").update(`${request.method.toUpperCase()} ${request.url}\n${payment.header}`).digest("base64url"),
+      requestKey: requestKeyOf(request.method, request.url, payment.header),
       ...(quote.pricing && { pricing: quote.pricing.reason }),
     };
     for (let attempt = 0; ; attempt++) {

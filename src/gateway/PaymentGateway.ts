@@ -10,7 +10,6 @@
 // A metered route (a maximum besides its price) prepays the price with the voucher; what the handler
 // reports beyond it, up to the maximum, is recorded as the channel's debt once the handler finishes,
 // and the channel's next voucher must include it: the payer only ever signs what it was charged.
-import { createHash } from "node:crypto";
 import { getAddress, hexToBytes, isAddress, zeroAddress, type Address, type Hex } from "viem";
 import { channelId, voucherSigner, type ChannelConfig, type EscrowLocation } from "../protocol/Channel.js";
 import { PaymentError } from "../protocol/Errors.js";
@@ -25,6 +24,7 @@ import { exposureLimit, type ExposureCap } from "../ledger/acceptVouchers.js";
 import type { AcceptOutcome, ChannelReader, ChannelRecord, ChannelSnapshot, PaymentStore, VoucherCharge } from "./PaymentStore.js";
 import type { MeteredCharge, PaidRequest, PaymentHeader, PaymentScheme, Settled } from "./PaymentScheme.js";
 import { recoverSigner, voucherDigester } from "./signatures.js";
+import { checkAcceptedTerms, requestKeyOf } from "./requestTerms.js";
 
 export type GatewayOptions = {
   chainId: number;
@@ -189,18 +189,15 @@ export class PaymentGateway implements PaymentScheme {
     }
     const { accepted, payload } = parsePaychanPayment(payment.json);
     const { channel: config, voucher } = payload;
+    const requestKey = requestKeyOf(request.method, request.url, payment.header);
     if (request.refusal) {
       // The paywall refuses the price this payment states (it expired, or the payer reached a cheaper
       // tier). If it is the identical resend of a request already charged at that price (its answer
       // was lost), it is served again, charged nothing more; the database says whether it is one.
-      const earlier = await this.store.claimRetry(
-        { channelId: voucher.channelId, cumulativeAmount: voucher.cumulativeAmount, signature: voucher.signature, requestKey: requestKeyOf(request.method, request.url, payment.header) },
-        this.maxTimeoutSeconds,
-        MAX_RETRIES,
-      );
+      const resend = { channelId: voucher.channelId, cumulativeAmount: voucher.cumulativeAmount, signature: voucher.signature, requestKey };
+      const earlier = await this.store.claimRetry(resend, this.maxTimeoutSeconds, MAX_RETRIES);
       if (!earlier) throw request.refusal;
-      const charge: VoucherCharge = { channelId: voucher.channelId, cumulativeAmount: voucher.cumulativeAmount, price: earlier.price, signature: voucher.signature, requestKey: requestKeyOf(request.method, request.url, payment.header) };
-      return this.authorization(config, charge, earlier.paymentId, earlier.deposit, true);
+      return this.authorization(config, { ...resend, price: earlier.price }, earlier.paymentId, earlier.deposit, true);
     }
     this.checkOffer(accepted, price, max);
     this.checkChannelTerms(config);
@@ -213,7 +210,7 @@ export class PaymentGateway implements PaymentScheme {
       cumulativeAmount: voucher.cumulativeAmount,
       price,
       signature: voucher.signature,
-      requestKey: requestKeyOf(request.method, request.url, payment.header),
+      requestKey,
       max,
       ...(quote.pricing && { pricing: quote.pricing.reason }),
     };
@@ -299,7 +296,7 @@ export class PaymentGateway implements PaymentScheme {
           const details = { channelId: voucher.channelId, claimedOnChain: claimedOnChain.toString(), exposureCap: limit.toString(), withdrawReadyAt: String(withdrawReadyAt) };
           // Once the settlement worker claims what is accepted, only this request's price (and, on a
           // metered route, what it may add), with the usage the channel owes, stays unclaimed.
-          if (price + (max === undefined ? 0n : max - price) + outcome.channel!.usageOwed > limit) {
+          if ((max ?? price) + outcome.channel!.usageOwed > limit) {
             throw new PaymentError("risk_denied", `The payer is withdrawing from this channel, and near its deadline the seller lets it owe at most ${limit} unclaimed, less than this request's price ${price}; open a new channel.`, details);
           }
           this.onExposureCapped?.(voucher.channelId);
@@ -337,7 +334,7 @@ export class PaymentGateway implements PaymentScheme {
       paymentId,
       charged,
       cumulativeAmount,
-      remaining: deposit > cumulativeAmount + owed ? deposit - cumulativeAmount - owed : 0n,
+      remaining: spendable(deposit, cumulativeAmount + owed),
       owed,
       ...(charge.max !== undefined && { maxAmount: charge.max }),
     });
@@ -382,24 +379,14 @@ export class PaymentGateway implements PaymentScheme {
       throw new PaymentError("wrong_escrow", `This gateway uses the escrow at ${this.location.escrow}.`);
     }
     const offered = this.terms(price, maxAmount);
-    const differs = (
-      [
-        ["amount", accepted.amount, offered.amount],
-        ["asset", accepted.asset, offered.asset],
-        ["payTo", accepted.payTo, offered.payTo],
-        ["maxTimeoutSeconds", accepted.maxTimeoutSeconds, offered.maxTimeoutSeconds],
-        ["extra.maxAmount", accepted.extra.maxAmount, offered.extra.maxAmount],
-        ["extra.minWithdrawDelay", accepted.extra.minWithdrawDelay, offered.extra.minWithdrawDelay],
-      ] as const
-    ).find(([, theirs, ours]) => theirs !== ours);
-    if (differs) {
-      const [field, theirs, ours] = differs;
-      throw new PaymentError(
-        "terms_mismatch",
-        `The payment accepts ${field} = ${String(theirs)}, but this request's terms say ${String(ours)}; pay the terms of the latest 402.`,
-        { field },
-      );
-    }
+    checkAcceptedTerms([
+      ["amount", accepted.amount, offered.amount],
+      ["asset", accepted.asset, offered.asset],
+      ["payTo", accepted.payTo, offered.payTo],
+      ["maxTimeoutSeconds", accepted.maxTimeoutSeconds, offered.maxTimeoutSeconds],
+      ["extra.maxAmount", accepted.extra.maxAmount, offered.extra.maxAmount],
+      ["extra.minWithdrawDelay", accepted.extra.minWithdrawDelay, offered.extra.minWithdrawDelay],
+    ]);
   }
 
   private checkChannelTerms(config: ChannelConfig): void {
@@ -523,11 +510,6 @@ export class PaymentGateway implements PaymentScheme {
   }
 }
 
-/** What identifies a paid request for its retries: sha256 of its method, URL and payment header,
- * so only a byte-identical resend counts as a retry; the same voucher respelled is a replay. */
-function requestKeyOf(method: string, url: string, header: string): string {
-  return createHash("sha256").update(`${method.toUpperCase()} ${url}\n${header}`).digest("base64url");
-}
 
 function sameConfig(a: ChannelConfig, b: ChannelConfig): boolean {
   return (

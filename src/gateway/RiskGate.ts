@@ -38,20 +38,21 @@ function recordOf(request: RiskRequest, decision: RiskDecision): RiskRecord {
 
 function refusalOf(request: RiskRequest, decision: RiskDecision): PaymentError {
   const why = decision.reasons.map((r) => r.message).join(" ");
+  const rules = decision.reasons.map((r) => r.rule).join(",");
   switch (decision.code) {
     case "rate_limited":
       return new PaymentError("rate_limited", `Too many requests: ${why} Retry in ${decision.retryAfterSeconds} s; you were not charged.`, {
         retryAfter: decision.retryAfterSeconds!,
-        rules: decision.reasons.map((r) => r.rule).join(","),
+        rules,
       });
     case "step_up_required":
       return new PaymentError("step_up_required", `This spending needs the payer's approval: ${why} Have the payer's wallet sign a StepUp for this channel and send it in PAYMENT-STEP-UP.`, {
         channelId: request.account,
         cumulativeAmount: String(request.cumulative ?? 0n),
         ...(request.deposit !== undefined && { deposit: String(request.deposit) }),
-        reasons: decision.reasons.map((r) => r.rule).join(","),
+        reasons: rules,
       });
     default:
-      return new PaymentError("risk_denied", `Refused by the seller's risk policy: ${why}`, { reasons: decision.reasons.map((r) => r.rule).join(","), score: decision.score });
+      return new PaymentError("risk_denied", `Refused by the seller's risk policy: ${why}`, { reasons: rules, score: decision.score });
   }
 }

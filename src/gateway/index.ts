@@ -1,7 +1,7 @@
 // The seller's side: the framework-free PaymentGateway and its Express adapter.
 export { PaymentGateway, type Authorization, type GatewayOptions } from "./PaymentGateway.js";
 export { meterOf, paywall, payments, type Price, type PaywallOptions, type RouteSpec } from "./paywall.js";
-export type { MeteredCharge, PaidRequest, PaymentHeader, PaymentScheme, Requirements, Settled } from "./PaymentScheme.js";
+export type { MeteredCharge, PaidRequest, PayerFacts, PaymentHeader, PaymentScheme, Requirements, Settled } from "./PaymentScheme.js";
 export { UsageMeter } from "./UsageMeter.js";
 export { PriceTable, type PriceNote, type PriceSpec, type Quote, type Rate } from "../policy/prices.js";
 export {
@@ -19,4 +19,3 @@ export { CreditScheme, type CreditAuthorization, type CreditSchemeOptions } from
 export type { CreditStore } from "./CreditStore.js";
 export { RiskGate, type RiskGateOptions } from "./RiskGate.js";
 export { RiskPolicy, type AnomalyRules, type Limits, type RiskDecision, type RiskRecord, type RiskRequest, type RiskRules, type VelocityLimits } from "../policy/risk.js";
-export type { PayerFacts } from "./PaymentScheme.js";

@@ -200,8 +200,9 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
       }
       // A resend served again is no new spending: take back what the risk gate counted for it.
       if (settled.retried) release?.();
-      if (!settled.retried) policy?.paid(payer);
-      const paid = { scheme: handler.scheme, account: settled.account, ...priceIn(handler, quote) };
+      else policy?.paid(payer);
+      // Only an `onDecision` reads the decision: without one, a paid request builds none of it.
+      const paid = decided && { scheme: handler.scheme, account: settled.account, ...priceIn(handler, quote) };
       decided?.({ ...paid, outcome: "paid", code: settled.retried ? "retry" : "ok", seconds: (performance.now() - started!) / 1000 }, req, res);
 
       res.setHeader(HEADERS.response, encodeHeader(settled.receipt));
@@ -305,10 +306,13 @@ async function pricedFor(policy: RoutePricing, prices: PriceTable, scheme: Payme
   };
 }
 
+const DECIMAL = /^[0-9]{1,78}$/;
+const BEARER = /^Bearer (\S+)$/i;
+
 /** The amount a payment says it accepts (`accepted.amount`), if it states one. */
 function statedAmount(json: unknown): bigint | undefined {
   const amount = (json as { accepted?: { amount?: unknown } } | null)?.accepted?.amount;
-  if (typeof amount === "string" && /^[0-9]{1,78}$/.test(amount)) return BigInt(amount);
+  if (typeof amount === "string" && DECIMAL.test(amount)) return BigInt(amount);
   if (typeof amount === "number" && Number.isSafeInteger(amount) && amount >= 0) return BigInt(amount);
   return undefined;
 }
@@ -317,7 +321,7 @@ function statedAmount(json: unknown): bigint | undefined {
 function paymentOf(req: Request, schemes: PaymentScheme[]): { scheme: string; header: string; json: unknown } {
   const header = req.get(HEADERS.signature);
   if (header !== undefined && header !== "") return { ...decodePaymentEnvelope(header), header };
-  const token = /^Bearer (\S+)$/i.exec(req.get("authorization") ?? "")?.[1];
+  const token = BEARER.exec(req.get("authorization") ?? "")?.[1];
   if (token !== undefined) {
     for (const s of schemes) {
       const payment = s.fromAuthorization?.(token, req.get("idempotency-key"));

@@ -5,19 +5,24 @@ import type { CreditStore } from "../gateway/CreditStore.js";
 import { acceptCredit, claimCreditRetry, type CreditCharge, type CreditOutcome, type SpendOptions } from "./acceptCredit.js";
 import { bookCredit, voidCreditPayment } from "./creditBooking.js";
 import { findCreditKey } from "./credit.js";
+import { BackgroundBooking } from "./backgroundBooking.js";
 import type { Database } from "./db.js";
 
 export class LedgerCreditStore implements CreditStore {
-  private dirty = new Set<string>();
-  private readonly timer: NodeJS.Timeout;
-  private booking: Promise<void> = Promise.resolve();
+  private readonly booking: BackgroundBooking;
 
   constructor(
     private readonly db: Pick<Database, "prisma" | "sql">,
     private readonly options: { bookingIntervalMs?: number; onBookingError?: (error: unknown) => void } & SpendOptions = {},
   ) {
-    this.timer = setInterval(() => void this.book(), options.bookingIntervalMs ?? 1_000);
-    this.timer.unref();
+    this.booking = new BackgroundBooking(
+      async (ids) => {
+        await bookCredit(db.sql, ids);
+        return [];
+      },
+      options.onBookingError,
+      options.bookingIntervalMs,
+    );
   }
 
   findKey(secret: string) {
@@ -26,7 +31,7 @@ export class LedgerCreditStore implements CreditStore {
 
   async spend(charges: CreditCharge[]): Promise<CreditOutcome[]> {
     const outcomes = await acceptCredit(this.db.sql, charges, { lowBalance: this.options.lowBalance });
-    outcomes.forEach((outcome, i) => outcome.ok && this.dirty.add(charges[i]!.accountId));
+    outcomes.forEach((outcome, i) => outcome.ok && this.booking.add(charges[i]!.accountId));
     return outcomes;
   }
 
@@ -40,22 +45,10 @@ export class LedgerCreditStore implements CreditStore {
 
   /** Books the accounts charged since the last booking. */
   book(): Promise<void> {
-    this.booking = this.booking.then(async () => {
-      if (this.dirty.size === 0) return;
-      const ids = [...this.dirty];
-      this.dirty = new Set();
-      try {
-        await bookCredit(this.db.sql, ids);
-      } catch (error) {
-        for (const id of ids) this.dirty.add(id);
-        this.options.onBookingError?.(error);
-      }
-    });
-    return this.booking;
+    return this.booking.book();
   }
 
-  async close(): Promise<void> {
-    clearInterval(this.timer);
-    await this.book();
+  close(): Promise<void> {
+    return this.booking.close();
   }
 }

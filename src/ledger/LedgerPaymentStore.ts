@@ -8,6 +8,7 @@ import type { PaymentStore } from "../gateway/PaymentStore.js";
 import { acceptVouchers, claimRetry, type AcceptContext, type AcceptOutcome, type VoucherCharge } from "./acceptVouchers.js";
 import { bookAccepted, voidPayment } from "./booking.js";
 import { loadChannel, saveChannel, type ChannelChainState, type StoredChannel } from "./channels.js";
+import { BackgroundBooking } from "./backgroundBooking.js";
 import type { Database } from "./db.js";
 import { recordUsage, type RecordedUsage } from "./meteredUsage.js";
 
@@ -19,16 +20,17 @@ export type LedgerPaymentStoreOptions = {
 };
 
 export class LedgerPaymentStore implements PaymentStore {
-  private dirty = new Set<string>();
-  private readonly timer: NodeJS.Timeout;
-  private booking: Promise<void> = Promise.resolve();
+  private readonly booking: BackgroundBooking;
 
   constructor(
     private readonly db: Pick<Database, "prisma" | "sql">,
     private readonly options: LedgerPaymentStoreOptions = {},
   ) {
-    this.timer = setInterval(() => void this.book(), options.bookingIntervalMs ?? 1_000);
-    this.timer.unref();
+    this.booking = new BackgroundBooking(
+      async (ids) => (await bookAccepted(db.sql, ids)).failed.map(({ channelId, reason }) => ({ key: channelId, error: new Error(`channel ${channelId}: ${reason}`) })),
+      options.onBookingError,
+      options.bookingIntervalMs,
+    );
   }
 
   loadChannel(id: Hex): Promise<StoredChannel | undefined> {
@@ -42,7 +44,7 @@ export class LedgerPaymentStore implements PaymentStore {
 
   async accept(charges: VoucherCharge[], context: AcceptContext): Promise<AcceptOutcome[]> {
     const outcomes = await acceptVouchers(this.db.sql, charges, context);
-    outcomes.forEach((outcome, i) => outcome.ok && this.dirty.add(charges[i]!.channelId.toLowerCase()));
+    outcomes.forEach((outcome, i) => outcome.ok && this.booking.add(charges[i]!.channelId.toLowerCase()));
     return outcomes;
   }
 
@@ -60,27 +62,11 @@ export class LedgerPaymentStore implements PaymentStore {
 
   /** Books the channels accepted on since the last booking (one statement, one at a time). */
   book(): Promise<void> {
-    this.booking = this.booking.then(async () => {
-      if (this.dirty.size === 0) return;
-      const ids = [...this.dirty];
-      this.dirty = new Set();
-      try {
-        const { failed } = await bookAccepted(this.db.sql, ids);
-        for (const { channelId, reason } of failed) {
-          this.dirty.add(channelId);
-          this.options.onBookingError?.(new Error(`channel ${channelId}: ${reason}`));
-        }
-      } catch (error) {
-        for (const id of ids) this.dirty.add(id);
-        this.options.onBookingError?.(error);
-      }
-    });
-    return this.booking;
+    return this.booking.book();
   }
 
   /** Stops the booking timer after booking what is left. */
-  async close(): Promise<void> {
-    clearInterval(this.timer);
-    await this.book();
+  close(): Promise<void> {
+    return this.booking.close();
   }
 }

@@ -22,6 +22,7 @@
 import { randomUUID } from "node:crypto";
 import { runWithRetry } from "./acceptVouchers.js";
 import { postgresError } from "./errors.js";
+import { acceptInRounds } from "./rounds.js";
 import type { Sql } from "./sql.js";
 
 export type CreditCharge = {
@@ -110,24 +111,13 @@ export type SpendOptions = {
  * not affect the others. Charges on one account apply in input order, one statement per position
  * (the gateway's group commit sends one per account).
  */
-export async function acceptCredit(sql: Sql, charges: CreditCharge[], options: SpendOptions = {}): Promise<CreditOutcome[]> {
-  const outcomes: CreditOutcome[] = new Array(charges.length);
-  const rounds: number[][] = [];
-  const seen = new Map<string, number>();
-  charges.forEach((charge, index) => {
-    if (charge.price <= 0n) {
-      outcomes[index] = { ok: false, refusal: "INVALID_PRICE" };
-      return;
-    }
-    const round = seen.get(charge.accountId) ?? 0;
-    seen.set(charge.accountId, round + 1);
-    (rounds[round] ??= []).push(index);
-  });
-  for (const round of rounds) {
-    const results = await acceptDistinct(sql, round.map((i) => charges[i]!), options);
-    round.forEach((index, k) => (outcomes[index] = results[k]!));
-  }
-  return outcomes;
+export function acceptCredit(sql: Sql, charges: CreditCharge[], options: SpendOptions = {}): Promise<CreditOutcome[]> {
+  return acceptInRounds(
+    charges,
+    (charge) => charge.accountId,
+    (charge): CreditOutcome | undefined => (charge.price <= 0n ? { ok: false, refusal: "INVALID_PRICE" } : undefined),
+    (distinct) => acceptDistinct(sql, distinct, options),
+  );
 }
 
 async function acceptDistinct(sql: Sql, charges: CreditCharge[], options: SpendOptions): Promise<CreditOutcome[]> {

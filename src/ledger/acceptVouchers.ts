@@ -26,6 +26,7 @@
 import { randomUUID } from "node:crypto";
 import type { Hex } from "viem";
 import { postgresError } from "./errors.js";
+import { acceptInRounds } from "./rounds.js";
 import type { Sql } from "./sql.js";
 
 export type VoucherCharge = {
@@ -195,25 +196,14 @@ type Row = {
  * in input order; a refused charge does not affect the others. Charges on the same channel apply in
  * input order, one statement per position (the gateway's group commit sends one per channel).
  */
-export async function acceptVouchers(sql: Sql, charges: VoucherCharge[], context: AcceptContext): Promise<AcceptOutcome[]> {
-  const outcomes: AcceptOutcome[] = new Array(charges.length);
-  const rounds: number[][] = [];
-  const seen = new Map<string, number>();
-  charges.forEach((charge, index) => {
-    if (charge.price <= 0n || (charge.max !== undefined && charge.max < charge.price)) {
-      outcomes[index] = { ok: false, refusal: "INVALID_PRICE", chainNow: 0n };
-      return;
-    }
-    const id = charge.channelId.toLowerCase();
-    const round = seen.get(id) ?? 0;
-    seen.set(id, round + 1);
-    (rounds[round] ??= []).push(index);
-  });
-  for (const round of rounds) {
-    const results = await acceptDistinct(sql, round.map((i) => charges[i]!), context);
-    round.forEach((index, k) => (outcomes[index] = results[k]!));
-  }
-  return outcomes;
+export function acceptVouchers(sql: Sql, charges: VoucherCharge[], context: AcceptContext): Promise<AcceptOutcome[]> {
+  return acceptInRounds(
+    charges,
+    (charge) => charge.channelId.toLowerCase(),
+    (charge): AcceptOutcome | undefined =>
+      charge.price <= 0n || (charge.max !== undefined && charge.max < charge.price) ? { ok: false, refusal: "INVALID_PRICE", chainNow: 0n } : undefined,
+    (distinct) => acceptDistinct(sql, distinct, context),
+  );
 }
 
 /** One statement for charges on distinct channels. */

@@ -5,12 +5,10 @@ import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
 import { expect } from "chai";
 import express from "express";
-import { createWalletClient, custom, parseEther, zeroAddress } from "viem";
+import { createWalletClient, custom, parseEther } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
-import { ChainChannelReader } from "../../src/chain/ChainChannelReader.js";
 import { openChannel, type Wallet } from "../../src/client/channel.js";
 import { CreditScheme } from "../../src/gateway/CreditScheme.js";
-import { PaymentGateway } from "../../src/gateway/PaymentGateway.js";
 import { paywall } from "../../src/gateway/paywall.js";
 import type { PaymentDecision } from "../../src/gateway/paywall.js";
 import type { Database } from "../../src/ledger/db.js";
@@ -24,7 +22,7 @@ import { RoutePricing, type DemandSample } from "../../src/policy/pricing.js";
 import { ChannelPayer } from "../../src/client/ChannelPayer.js";
 import { HEADERS, decodePaymentRequired, decodeReceipt, encodeHeader } from "../../src/protocol/wire.js";
 import { describeEachDatabase, rejectsWith } from "../ledger/helpers.js";
-import { buyerFetch, deployEscrow, openBuyerChannel, type Buyer } from "../helpers/seller.js";
+import { buyerFetch, deployEscrow, openBuyerChannel, sellerGateway, type Buyer } from "../helpers/seller.js";
 import type { EscrowFixture } from "../helpers/escrow.js";
 
 const FLOOR = 1_000_000_000_000n;
@@ -51,16 +49,7 @@ describeEachDatabase("route pricing through the paywall", (db) => {
     chain = await deployEscrow();
     now = Date.UTC(2026, 10, 30, 12, 0, 0);
     store = new LedgerPaymentStore(db());
-    const gateway = new PaymentGateway({
-      chainId: chain.location.chainId,
-      escrow: chain.escrow.address,
-      payee: chain.payee.account.address,
-      asset: zeroAddress,
-      store,
-      chain: new ChainChannelReader(chain.publicClient, chain.escrow.address),
-      minWithdrawDelay: 3600,
-      closingMarginSeconds: 600,
-    });
+    const gateway = sellerGateway(chain, store);
     const demandPriced = new RoutePricing({
       demand: { floor: FLOOR, ceiling: CEILING, ceilingAtRequestsPerSecond: 10, recomputeSeconds: RECOMPUTE_SECONDS, graceSeconds: GRACE_SECONDS },
       clock: () => now,

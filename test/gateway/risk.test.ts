@@ -5,9 +5,7 @@ import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
 import { expect } from "chai";
 import express from "express";
-import { zeroAddress } from "viem";
-import { ChainChannelReader } from "../../src/chain/ChainChannelReader.js";
-import { PaymentGateway, type GatewayOptions } from "../../src/gateway/PaymentGateway.js";
+import type { GatewayOptions } from "../../src/gateway/PaymentGateway.js";
 import { ChainWatcher } from "../../src/chain/ChainWatcher.js";
 import { reasonToClaim } from "../../src/chain/settlementPolicy.js";
 import type { ClaimCandidate } from "../../src/ledger/settlementStore.js";
@@ -26,25 +24,28 @@ import { RiskPolicy, type RiskRules } from "../../src/policy/risk.js";
 import { signStepUp, type SignedStepUp, type StepUpRequest } from "../../src/protocol/StepUp.js";
 import { HEADERS, decodePaymentRequired, decodeReceipt } from "../../src/protocol/wire.js";
 import { deployEscrow, type EscrowFixture } from "../helpers/escrow.js";
-import { PRICE, buyerFetch, claimableVoucher, openBuyerChannel, type Buyer } from "../helpers/seller.js";
+import { PRICE, buyerFetch, claimableVoucher, openBuyerChannel, sellerGateway, type Buyer } from "../helpers/seller.js";
 import { describeEachDatabase } from "../ledger/helpers.js";
 
 type RiskSeller = { url: string; clock: { now: number }; decisions: RiskDecisionLog; close(): Promise<void> };
 
+/** A buyer whose requests are recorded, so a test can resend the paid one byte for byte. */
+async function resendingBuyer(chain: EscrowFixture): Promise<{ paidFetch: typeof fetch; paidHeaders: () => Headers }> {
+  const sent: Headers[] = [];
+  const paidFetch = buyerFetch(await openBuyerChannel(chain), {
+    fetch: async (input, init) => {
+      const request = new Request(input as Request, init);
+      sent.push(new Headers(request.headers));
+      return fetch(request);
+    },
+  });
+  return { paidFetch, paidHeaders: () => sent.find((h) => h.has(HEADERS.signature))! };
+}
+
 /** A seller with GET /quote and GET /report (PRICE each) behind a paywall with `rules` on a fake clock. */
 async function startRiskSeller(chain: EscrowFixture, db: Database, rules: RiskRules, overrides: Partial<GatewayOptions> = {}): Promise<RiskSeller> {
   const store = new LedgerPaymentStore(db);
-  const gateway = new PaymentGateway({
-    chainId: chain.location.chainId,
-    escrow: chain.escrow.address,
-    payee: chain.payee.account.address,
-    asset: zeroAddress,
-    store,
-    chain: new ChainChannelReader(chain.publicClient, chain.escrow.address),
-    minWithdrawDelay: 3600,
-    closingMarginSeconds: 600,
-    ...overrides,
-  });
+  const gateway = sellerGateway(chain, store, overrides);
   // On a minute boundary, so the hour window's one-minute slots make Retry-After a round figure.
   const clock = { now: Math.ceil(Date.now() / 60_000) * 60_000 };
   const decisions = new RiskDecisionLog(db.sql, { flushMs: 10 });
@@ -106,19 +107,12 @@ describeEachDatabase("risk policy through the paywall", (db) => {
 
   it("serves the identical resend of a paid request over the limit again, charged once: refusing it would lose the payer what it paid", async () => {
     seller = await startRiskSeller(chain, db(), { limits: { channel: { requestsPerMinute: 1 } } });
-    const sent: Headers[] = [];
-    const paidFetch = buyerFetch(await openBuyerChannel(chain), {
-      fetch: async (input, init) => {
-        const request = new Request(input as Request, init);
-        sent.push(new Headers(request.headers));
-        return fetch(request);
-      },
-    });
+    const { paidFetch, paidHeaders } = await resendingBuyer(chain);
     const paid = await paidFetch(`${seller.url}/quote`);
     expect(paid.status).to.equal(200);
     const first = decodeReceipt(paid.headers.get(HEADERS.response)!);
     // The connection failed before the answer arrived, as far as the client knows: it sends the same bytes again.
-    const resent = await fetch(`${seller.url}/quote`, { headers: sent.find((h) => h.has(HEADERS.signature))! });
+    const resent = await fetch(`${seller.url}/quote`, { headers: paidHeaders() });
     expect(resent.status, await resent.clone().text()).to.equal(200);
     expect(decodeReceipt(resent.headers.get(HEADERS.response)!)).to.deep.include({ paymentId: first.paymentId, cumulativeAmount: first.cumulativeAmount });
     // A new request is still over the limit.
@@ -127,16 +121,9 @@ describeEachDatabase("risk policy through the paywall", (db) => {
 
   it("does not count an identical resend served again against the limits: the payer's next request is still within them", async () => {
     seller = await startRiskSeller(chain, db(), { limits: { channel: { requestsPerMinute: 2 } } });
-    const sent: Headers[] = [];
-    const paidFetch = buyerFetch(await openBuyerChannel(chain), {
-      fetch: async (input, init) => {
-        const request = new Request(input as Request, init);
-        sent.push(new Headers(request.headers));
-        return fetch(request);
-      },
-    });
+    const { paidFetch, paidHeaders } = await resendingBuyer(chain);
     expect((await paidFetch(`${seller.url}/quote`)).status).to.equal(200);
-    const resent = await fetch(`${seller.url}/quote`, { headers: sent.find((h) => h.has(HEADERS.signature))! });
+    const resent = await fetch(`${seller.url}/quote`, { headers: paidHeaders() });
     expect(resent.status, await resent.clone().text()).to.equal(200);
     // Two requests a minute: the resend was the first one again, so this is the second.
     expect((await paidFetch(`${seller.url}/quote`)).status).to.equal(200);

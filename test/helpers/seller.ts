@@ -12,6 +12,7 @@ import { PaymentGateway, type GatewayOptions } from "../../src/gateway/PaymentGa
 import { paywall } from "../../src/gateway/paywall.js";
 import type { Database } from "../../src/ledger/db.js";
 import { LedgerPaymentStore } from "../../src/ledger/LedgerPaymentStore.js";
+import type { PaymentStore } from "../../src/gateway/PaymentStore.js";
 import { deployEscrow, type EscrowFixture } from "./escrow.js";
 
 export const PRICE = 1_000_000_000_000n; // 10^12 wei per request
@@ -35,14 +36,9 @@ export async function claimableVoucher(db: Database, channelId: Hex): Promise<{ 
   return { amount: BigInt(row.cumulativeAmount.toFixed()), signature: row.signature as Hex };
 }
 
-/**
- * Starts a paywalled app: GET /quote (PRICE), GET /boom (PRICE, answers 500), GET /free, and GET /drop
- * (PRICE), whose first request is paid and committed and then loses its connection before any reply,
- * as when the server dies between commit and response.
- */
-export async function startSeller(chain: EscrowFixture, db: Database, overrides: Partial<GatewayOptions> = {}): Promise<Seller> {
-  const store = new LedgerPaymentStore(db);
-  const gateway = new PaymentGateway({
+/** The test seller's gateway: native ETH on `chain`'s escrow, paid to its payee, recording in `store`. */
+export function sellerGateway(chain: EscrowFixture, store: PaymentStore, overrides: Partial<GatewayOptions> = {}): PaymentGateway {
+  return new PaymentGateway({
     chainId: chain.location.chainId,
     escrow: chain.escrow.address,
     payee: chain.payee.account.address,
@@ -53,6 +49,16 @@ export async function startSeller(chain: EscrowFixture, db: Database, overrides:
     closingMarginSeconds: 600,
     ...overrides,
   });
+}
+
+/**
+ * Starts a paywalled app: GET /quote (PRICE), GET /boom (PRICE, answers 500), GET /free, and GET /drop
+ * (PRICE), whose first request is paid and committed and then loses its connection before any reply,
+ * as when the server dies between commit and response.
+ */
+export async function startSeller(chain: EscrowFixture, db: Database, overrides: Partial<GatewayOptions> = {}): Promise<Seller> {
+  const store = new LedgerPaymentStore(db);
+  const gateway = sellerGateway(chain, store, overrides);
   const handled = { count: 0 };
   const app = express();
   app.use(paywall(gateway, { "GET /quote": PRICE, "GET /boom": PRICE, "GET /drop": PRICE }));

@@ -13,12 +13,12 @@
 //   flight, and the payee's value in flight stays under its limit. Then the handler runs.
 // Once the handler answered, a 5xx voids the payment (it is never submitted); otherwise `paychan work`
 // submits the transfer through the outbox, with the settlement key whose nonces the TxManager owns.
-import { createHash } from "node:crypto";
 import { getAddress, hexToBytes, size, type Address, type Hex } from "viem";
 import { PaymentError } from "../../protocol/Errors.js";
 import { networkOf } from "../../protocol/wire.js";
 import type { PaidRequest, PaymentHeader, PaymentScheme, Requirements, Settled } from "../../gateway/PaymentScheme.js";
 import { recoverSigner } from "../../gateway/signatures.js";
+import { checkAcceptedTerms, requestKeyOf } from "../../gateway/requestTerms.js";
 import { tokenAsset, type Asset } from "../../ledger/asset.js";
 import type { Database } from "../../ledger/db.js";
 import {
@@ -202,22 +202,12 @@ export class ExactScheme implements PaymentScheme {
     if (accepted.asset !== this.tokenAddress) throw new PaymentError("wrong_asset", `exact payments here are in the token ${this.tokenAddress}.`);
     if (accepted.payTo !== this.payee) throw new PaymentError("wrong_payee", `exact payments here pay ${this.payee}.`);
     const offered = this.terms(price);
-    const differs = (
-      [
-        ["amount", accepted.amount, offered.amount],
-        ["maxTimeoutSeconds", accepted.maxTimeoutSeconds, offered.maxTimeoutSeconds],
-        ["extra.name", accepted.extra.name, offered.extra.name],
-        ["extra.version", accepted.extra.version, offered.extra.version],
-      ] as const
-    ).find(([, theirs, ours]) => theirs !== ours);
-    if (differs) {
-      const [field, theirs, ours] = differs;
-      throw new PaymentError(
-        "terms_mismatch",
-        `The payment accepts ${field} = ${String(theirs)}, but this request's terms say ${String(ours)}; pay the terms of the latest 402.`,
-        { field },
-      );
-    }
+    checkAcceptedTerms([
+      ["amount", accepted.amount, offered.amount],
+      ["maxTimeoutSeconds", accepted.maxTimeoutSeconds, offered.maxTimeoutSeconds],
+      ["extra.name", accepted.extra.name, offered.extra.name],
+      ["extra.version", accepted.extra.version, offered.extra.version],
+    ]);
   }
 
   /** The authorization itself must move this price to this payee. */
@@ -268,8 +258,3 @@ function used(): PaymentError {
   return new PaymentError("authorization_used", "This authorization was already used; sign a new one (a fresh nonce) for each request.");
 }
 
-/** What identifies a paid request for its retries, as PaymentGateway computes it: only a
- * byte-identical resend of the same request counts as a retry. */
-function requestKeyOf(method: string, url: string, header: string): string {
-  return createHash("sha256").update(`${method.toUpperCase()} ${url}\n${header}`).digest("base64url");
-}
