@@ -216,25 +216,25 @@ export function payments(schemes: PaymentScheme | PaymentScheme[], options: Payw
       let completing: Promise<void> | undefined;
       const settle = (status: number) => (completing ??= settled.complete(status));
       const meter = settled.meter && new UsageMeter(settled.meter);
-      if (meter) {
-        meters.set(res, meter);
-        // The charge is fixed and recorded (or, for a 5xx, voided) before the response ends: its
-        // receipt can state it, and the payer's next voucher finds the channel where it left it.
-        const end = res.end;
-        res.end = function (this: Response, ...args: unknown[]) {
-          const ended = () => end.apply(this, args as Parameters<Response["end"]>);
-          if (meter.finished) return ended();
-          if (this.statusCode >= 500) {
-            settle(this.statusCode).catch(() => undefined).finally(ended);
-            return this;
-          }
-          meter.finish().then(
-            (receipt) => !this.headersSent && this.setHeader(HEADERS.response, encodeHeader(receipt)),
-            (error: unknown) => onError(`paywall: could not record the usage of payment ${settled.paymentId}:`, error, req),
-          ).finally(ended);
+      if (meter) meters.set(res, meter);
+      // A charge is voided (a 5xx) — and a metered one fixed and recorded — before the response ends:
+      // the payer's next voucher then finds the channel where it left it, and a metered receipt can
+      // state the charge.
+      const end = res.end;
+      res.end = function (this: Response, ...args: unknown[]) {
+        const ended = () => end.apply(this, args as Parameters<Response["end"]>);
+        if (meter?.finished) return ended();
+        if (this.statusCode >= 500) {
+          settle(this.statusCode).catch(() => undefined).finally(ended);
           return this;
-        } as Response["end"];
-      }
+        }
+        if (!meter) return ended();
+        meter.finish().then(
+          (receipt) => !this.headersSent && this.setHeader(HEADERS.response, encodeHeader(receipt)),
+          (error: unknown) => onError(`paywall: could not record the usage of payment ${settled.paymentId}:`, error, req),
+        ).finally(ended);
+        return this;
+      } as Response["end"];
       let completed = false;
       const complete = () => {
         if (completed) return;
