@@ -61,6 +61,13 @@ export function createPaidFetch(options: PaidFetchOptions): PaidFetch {
 
   const state = (): Promise<ChannelState> => payer.state();
 
+  /** Books a receipt, from a response's header or a stream's last event, the same way. */
+  async function recordReceipt(receipt: Receipt): Promise<void> {
+    await payer.recordReceipt(receipt);
+    await options.onReceipt?.(receipt);
+    await watch.observe(receipt.remaining);
+  }
+
   async function send(request: Request, requirements: PaymentRequirements, current: ChannelState) {
     const payload = await payer.sign(requirements, current);
     const headers = new Headers(request.headers);
@@ -124,10 +131,7 @@ export function createPaidFetch(options: PaidFetchOptions): PaidFetch {
 
     const receiptHeader = response.headers.get(HEADERS.response);
     if (receiptHeader && response.status < 500) {
-      const receipt = decodeReceipt(receiptHeader);
-      await payer.recordReceipt(receipt);
-      await options.onReceipt?.(receipt);
-      await watch.observe(receipt.remaining);
+      await recordReceipt(decodeReceipt(receiptHeader));
     }
     return response;
   }
@@ -139,9 +143,6 @@ export function createPaidFetch(options: PaidFetchOptions): PaidFetch {
     return result;
   }) as PaidFetch;
   paidFetch.state = state;
-  paidFetch.recordReceipt = async (receipt) => {
-    await payer.recordReceipt(receipt);
-    await options.onReceipt?.(receipt);
-  };
+  paidFetch.recordReceipt = recordReceipt;
   return paidFetch;
 }
